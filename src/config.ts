@@ -1,0 +1,225 @@
+/**
+ * The worker's configuration: read from the environment once per isolate, validated, frozen.
+ * Nothing else in the worker reads `env` strings. Every problem is reported together.
+ *
+ * Identity providers are a list so that several can be configured later; today the
+ * single-provider variables (JWT_ISSUER, JWKS_URL, ...) describe the only one.
+ */
+import { type Capability, CapabilityError, parseCapability } from "./capability";
+import {
+  ABLY_MAX_TTL_SECONDS,
+  DEFAULT_BAN_CACHE_TTL_SECONDS,
+  DEFAULT_CLOCK_TOLERANCE_SECONDS,
+  DEFAULT_TOKEN_TTL_SECONDS,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+  MIN_BAN_CACHE_TTL_SECONDS,
+} from "./constants";
+
+/** Asymmetric JWS algorithms an identity token may use. HS* and `none` never come through a JWKS. */
+export const ASYMMETRIC_ALGORITHMS = [
+  "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+  "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
+] as const;
+
+/** What every mainstream identity provider signs with (Auth0, Clerk, Firebase, Cognito, Supabase...). */
+export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
+
+/**
+ * Least privilege: each user may publish, subscribe and use presence and history on their own
+ * channel `private:<clientId>` and nothing else. Widen it with ABLY_CAPABILITY.
+ */
+export const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","publish","subscribe"]}';
+
+/** One identity provider whose tokens the worker accepts. */
+export interface ProviderConfig {
+  /** Exact `iss` of its tokens (JWT_ISSUER). */
+  readonly issuer: string;
+  /** Its JWKS (JWKS_URL); when undefined, found through the issuer's OIDC discovery document. */
+  readonly jwksUrl: string | undefined;
+  /** Accepted `aud` values (JWT_AUDIENCE); `null` only with JWT_NO_AUDIENCE=true. */
+  readonly audiences: readonly string[] | null;
+  /** Accepted JWS algorithms (JWT_ALGORITHMS), asymmetric only. Default RS256, ES256. */
+  readonly algorithms: readonly string[];
+  /** Top-level claim holding the user id that becomes the clientId (CLIENT_ID_CLAIM). Default `sub`. */
+  readonly clientIdClaim: string;
+  /** Clock skew allowed on exp, nbf and iat, in seconds (JWT_CLOCK_TOLERANCE_SECONDS). Default 30. */
+  readonly clockToleranceSeconds: number;
+}
+
+/** The Ably API key, split. The secret never leaves the worker: only `keyName` appears in tokens. */
+export interface AblyKey {
+  /** `<appId>.<keyId>`: the JWT's `kid`. */
+  readonly keyName: string;
+  /** The part after the colon: the HS256 secret. */
+  readonly secret: string;
+}
+
+export interface Config {
+  readonly providers: readonly ProviderConfig[];
+  readonly ablyKey: AblyKey;
+  /** Capability granted to every user, `{clientId}` still in it (ABLY_CAPABILITY). */
+  readonly grant: Capability;
+  /** Lifetime of issued tokens, in seconds (ABLY_TOKEN_TTL_SECONDS). Default 3600, at most 86400. */
+  readonly tokenTtlSeconds: number;
+  /** Whether issued tokens expire no later than the identity token (TOKEN_EXPIRES_WITH_IDENTITY). Default false. */
+  readonly tokenExpiresWithIdentity: boolean;
+  /** Exact browser origins allowed to call cross-origin with credentials (ALLOWED_ORIGINS). Default none. */
+  readonly allowedOrigins: ReadonlySet<string>;
+  /** Cookie that may carry the identity token when no Authorization header does (IDENTITY_COOKIE). Default none. */
+  readonly identityCookie: string | undefined;
+  /** The ban list (KV binding BANS). */
+  readonly bans: KVNamespace;
+  /** KV `cacheTtl` of ban reads, in seconds (BAN_CACHE_TTL_SECONDS). Default 60, at least 30. */
+  readonly banCacheTtlSeconds: number;
+}
+
+export type ConfigResult =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly problems: readonly string[] };
+
+const cache = new WeakMap<object, ConfigResult>();
+
+/** The configuration for this environment, parsed on first use and then reused by the isolate. */
+export function loadConfig(env: object): ConfigResult {
+  let result = cache.get(env);
+  if (!result) {
+    result = parseConfig(env as Record<string, unknown>);
+    cache.set(env, result);
+  }
+  return result;
+}
+
+/** Parses and validates; problem messages name variables, never their values (some are secrets). */
+export function parseConfig(env: Record<string, unknown>): ConfigResult {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const value = env[name];
+    if (value === undefined || value === "") return undefined;
+    if (typeof value !== "string") {
+      problems.push(`${name} must be a string`);
+      return undefined;
+    }
+    return value.trim();
+  };
+  const list = (name: string): string[] =>
+    (str(name) ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= min && n <= max)) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+  const bool = (name: string): boolean => {
+    const raw = str(name);
+    if (raw === undefined || raw === "false") return false;
+    if (raw === "true") return true;
+    problems.push(`${name} must be "true" or "false"`);
+    return false;
+  };
+
+  // The Ably key: <appId>.<keyId>:<secret>
+  const rawKey = str("ABLY_API_KEY");
+  const keyMatch = rawKey?.match(/^([^.:\s]+\.[^.:\s]+):(\S+)$/);
+  if (rawKey === undefined) {
+    problems.push("ABLY_API_KEY is not set (wrangler secret put ABLY_API_KEY; .dev.vars locally)");
+  } else if (!keyMatch) {
+    problems.push("ABLY_API_KEY is not of the form <appId>.<keyId>:<secret>");
+  }
+
+  let grant: Capability = {};
+  try {
+    grant = parseCapability(str("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
+    if (Object.keys(grant).length === 0) problems.push("ABLY_CAPABILITY grants nothing");
+  } catch (e) {
+    if (!(e instanceof CapabilityError)) throw e;
+    problems.push(`ABLY_CAPABILITY ${e.message}`);
+  }
+
+  const issuer = str("JWT_ISSUER");
+  if (issuer === undefined) problems.push("JWT_ISSUER is not set");
+  else if (!isHttpUrl(issuer)) problems.push("JWT_ISSUER must be an http(s) URL");
+
+  const jwksUrl = str("JWKS_URL");
+  if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) problems.push("JWKS_URL must be an http(s) URL");
+
+  const audiences = list("JWT_AUDIENCE");
+  const noAudience = bool("JWT_NO_AUDIENCE");
+  if (noAudience && audiences.length > 0) {
+    problems.push("JWT_AUDIENCE and JWT_NO_AUDIENCE=true exclude each other");
+  } else if (!noAudience && audiences.length === 0) {
+    problems.push(
+      "JWT_AUDIENCE is not set (set JWT_NO_AUDIENCE=true only for a provider that issues no aud)",
+    );
+  }
+
+  const algorithms = list("JWT_ALGORITHMS");
+  const badAlgs = algorithms.filter((a) => !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(a));
+  if (badAlgs.length > 0) {
+    problems.push(`JWT_ALGORITHMS may only list ${ASYMMETRIC_ALGORITHMS.join(", ")}`);
+  }
+
+  const allowedOrigins = list("ALLOWED_ORIGINS");
+  for (const origin of allowedOrigins) {
+    if (!isOrigin(origin)) {
+      problems.push(
+        `ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`,
+      );
+      break;
+    }
+  }
+
+  const bans = env.BANS as KVNamespace | undefined;
+  if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
+
+  const provider: ProviderConfig = Object.freeze({
+    issuer: issuer ?? "",
+    jwksUrl,
+    audiences: noAudience ? null : Object.freeze(audiences),
+    algorithms: Object.freeze(algorithms.length > 0 ? algorithms : [...DEFAULT_ALGORITHMS]),
+    clientIdClaim: str("CLIENT_ID_CLAIM") ?? "sub",
+    clockToleranceSeconds: int(
+      "JWT_CLOCK_TOLERANCE_SECONDS",
+      DEFAULT_CLOCK_TOLERANCE_SECONDS,
+      0,
+      MAX_CLOCK_TOLERANCE_SECONDS,
+    ),
+  });
+
+  const config: Config = Object.freeze({
+    providers: Object.freeze([provider]),
+    ablyKey: Object.freeze({ keyName: keyMatch?.[1] ?? "", secret: keyMatch?.[2] ?? "" }),
+    grant,
+    tokenTtlSeconds: int("ABLY_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS, 1, ABLY_MAX_TTL_SECONDS),
+    tokenExpiresWithIdentity: bool("TOKEN_EXPIRES_WITH_IDENTITY"),
+    allowedOrigins: new Set(allowedOrigins),
+    identityCookie: str("IDENTITY_COOKIE"),
+    bans: bans as KVNamespace,
+    banCacheTtlSeconds: int(
+      "BAN_CACHE_TTL_SECONDS",
+      DEFAULT_BAN_CACHE_TTL_SECONDS,
+      MIN_BAN_CACHE_TTL_SECONDS,
+      ABLY_MAX_TTL_SECONDS,
+    ),
+  });
+  return problems.length > 0
+    ? { ok: false, problems: Object.freeze(problems) }
+    : { ok: true, config };
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" || url.protocol === "http:";
+  } catch {
+    return false;
+  }
+}
+
+/** An exact serialized origin: scheme, host and optional port, nothing else. */
+function isOrigin(value: string): boolean {
+  return isHttpUrl(value) && new URL(value).origin === value;
+}

@@ -1,0 +1,84 @@
+/**
+ * Every magic number of the worker, with the reason for it. Anything an operator may want to tune
+ * is a configuration variable instead (see config.ts); these are limits of the protocols involved.
+ */
+
+/** Ably's hard ceiling on a token's lifetime: 24 h, in seconds (Ably rejects longer ones, 40003). */
+export const ABLY_MAX_TTL_SECONDS = 86_400;
+
+/** Default Ably token lifetime when ABLY_TOKEN_TTL_SECONDS is unset: 1 h, in seconds. */
+export const DEFAULT_TOKEN_TTL_SECONDS = 3_600;
+
+/**
+ * Largest Ably JWT we issue, in bytes. ably-js sends a token as `Authorization: Bearer <base64(jwt)>`,
+ * and Ably limits a header to about 8 KiB: 6000 bytes become 8000 characters of base64, leaving
+ * room for the header name.
+ */
+export const MAX_ABLY_JWT_BYTES = 6_000;
+
+/**
+ * Largest identity token we look at, in bytes. Real ones (Entra ID with many groups, Cognito) stay
+ * under 8 KiB; 16 KiB leaves headroom while refusing the 64 KiB and 1 MiB garbage before decoding.
+ */
+export const MAX_IDENTITY_TOKEN_BYTES = 16_384;
+
+/**
+ * Largest form body on POST /auth, in bytes. ably-js sends a few short token parameters; the
+ * capability is the only long one and is capped below, so 16 KiB is generous.
+ */
+export const MAX_BODY_BYTES = 16_384;
+
+/** Largest query string on GET /auth, in bytes: the same budget as the body, for the same reason. */
+export const MAX_QUERY_BYTES = 16_384;
+
+/** Largest `capability` token parameter, in bytes: a larger one could not fit in the issued JWT. */
+export const MAX_CAPABILITY_BYTES = MAX_ABLY_JWT_BYTES;
+
+/**
+ * Longest clientId, in UTF-8 bytes. A KV key may be 512 bytes; 256 leaves room for a per-provider
+ * prefix later, and is far beyond any identity provider's user id.
+ */
+export const MAX_CLIENT_ID_BYTES = 256;
+
+/** Default clock skew allowed when checking identity tokens' exp, nbf and iat, in seconds. */
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
+
+/** Largest clock tolerance an operator may configure: 5 min, in seconds; more would hide real expiry. */
+export const MAX_CLOCK_TOLERANCE_SECONDS = 300;
+
+/**
+ * How long a JWKS or discovery fetch may take before we give up, in ms. ably-js waits 10 s for the
+ * whole authUrl call, so 5 s leaves time to answer 503 before the client gives up on its own.
+ */
+export const UPSTREAM_TIMEOUT_MS = 5_000;
+
+/**
+ * jose's refetch cooldown for an unknown `kid`, in ms: at most one JWKS refetch per isolate per
+ * 30 s, so tokens with random `kid`s cannot make us hammer the identity provider.
+ */
+export const JWKS_COOLDOWN_MS = 30_000;
+
+/** How long one isolate trusts a fetched JWKS before refetching it, in ms: 10 min (jose's default). */
+export const JWKS_CACHE_MAX_AGE_MS = 600_000;
+
+/** How long one isolate trusts a fetched OIDC discovery document, in ms: 1 h; it rarely changes. */
+export const DISCOVERY_CACHE_MS = 3_600_000;
+
+/**
+ * Default KV `cacheTtl` for ban lookups, in seconds. 60 is what KV uses when none is given and the
+ * lowest value every KV deployment accepts; it bounds how long a location keeps serving a stale
+ * "not banned" after a ban is written elsewhere.
+ */
+export const DEFAULT_BAN_CACHE_TTL_SECONDS = 60;
+
+/** Smallest `cacheTtl` KV accepts on a read, in seconds. */
+export const MIN_BAN_CACHE_TTL_SECONDS = 30;
+
+/** Longest ban reason shown to the user, in characters: it is an explanation, not a document. */
+export const MAX_BAN_REASON_CHARS = 200;
+
+/** `Retry-After` on a 503, in seconds: long enough for a blip to pass, short for a reconnecting user. */
+export const RETRY_AFTER_SECONDS = 10;
+
+/** `Access-Control-Max-Age` of a preflight, in seconds: 10 min, Chromium's own upper bound is 2 h. */
+export const CORS_MAX_AGE_SECONDS = 600;

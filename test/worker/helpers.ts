@@ -1,0 +1,78 @@
+/**
+ * Shared by the worker suite: the environment (real local KV, the bindings from vitest.config.ts),
+ * identity tokens from the stand-in provider's keys, and calls into the worker.
+ */
+import { env } from "cloudflare:workers";
+import { jwtVerify, decodeProtectedHeader } from "jose";
+import worker from "../../src/index";
+import type { SigningKeys } from "../support/identity-provider";
+import { identityToken, type TokenOptions } from "../support/tokens";
+
+export const testEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace };
+export const keys = JSON.parse(testEnv.TEST_SIGNING_KEYS as string) as SigningKeys;
+export const ISSUER = testEnv.JWT_ISSUER as string;
+export const AUDIENCE = testEnv.JWT_AUDIENCE as string;
+export const ALLOWED_ORIGIN = "https://app.example";
+const ABLY_KEY = testEnv.ABLY_API_KEY as string;
+
+/** An identity token from the configured provider, valid unless options say otherwise. */
+export const token = (options?: TokenOptions) =>
+  identityToken({ issuer: ISSUER, audience: AUDIENCE, key: keys.rsa }, options);
+
+const variants = new Map<string, object>();
+/** The test environment with some variables changed; one object per variant, as in an isolate. */
+export function envWith(overrides: Record<string, unknown>): object {
+  const id = JSON.stringify(overrides);
+  let variant = variants.get(id);
+  if (!variant) {
+    variant = { ...testEnv, ...overrides };
+    variants.set(id, variant);
+  }
+  return variant;
+}
+
+/** Calls the worker as a client would: `path` on its origin, optional environment overrides. */
+export function call(path: string, init: RequestInit = {}, overrides?: Record<string, unknown>) {
+  return worker.fetch(new Request(`https://auth.test${path}`, init), overrides ? envWith(overrides) : env);
+}
+
+/** GET /auth with `Authorization: Bearer <jwt>` and optional query and headers. */
+export async function getToken(
+  jwt: string,
+  query = "",
+  headers: Record<string, string> = {},
+  overrides?: Record<string, unknown>,
+) {
+  return call(`/auth${query}`, { headers: { Authorization: `Bearer ${jwt}`, ...headers } }, overrides);
+}
+
+/**
+ * Verifies an issued token the way Ably does: HS256 with the key secret, `kid` the key name,
+ * `typ: JWT`, `iat`/`exp` whole seconds, `x-ably-capability` a JSON string. Returns its claims.
+ */
+export async function verifyAsAbly(jwt: string) {
+  const [keyName, secret] = ABLY_KEY.split(":") as [string, string];
+  const header = decodeProtectedHeader(jwt);
+  const { payload } = await jwtVerify(jwt, new TextEncoder().encode(secret), { algorithms: ["HS256"] });
+  if (header.kid !== keyName || header.typ !== "JWT") throw new Error(`bad header ${JSON.stringify(header)}`);
+  for (const claim of ["iat", "exp"] as const) {
+    if (!Number.isInteger(payload[claim])) throw new Error(`${claim} is not whole seconds`);
+  }
+  const capability = payload["x-ably-capability"];
+  if (typeof capability !== "string") throw new Error("capability is not a string");
+  return {
+    clientId: payload["x-ably-clientId"] as string | undefined,
+    capability: JSON.parse(capability) as Record<string, string[]>,
+    ttl: (payload.exp as number) - (payload.iat as number),
+    iat: payload.iat as number,
+    exp: payload.exp as number,
+  };
+}
+
+/** The problem document of a failed response, after checking it is one. */
+export async function problemOf(response: Response) {
+  if (response.headers.get("content-type") !== "application/problem+json") {
+    throw new Error(`not a problem document: ${response.status} ${response.headers.get("content-type")}`);
+  }
+  return response.json<{ type: string; title: string; status: number; detail: string }>();
+}

@@ -1,0 +1,45 @@
+/**
+ * Two suites. `worker`: inside workerd through the Workers test pool, with real local KV; the
+ * identity provider's discovery document and JWKS come from keys generated here at start-up and
+ * are served to the worker's outbound fetches (no network). `e2e`: Node drives `wrangler dev`
+ * over HTTP on 127.0.0.1.
+ */
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";
+
+const idp = await identityProvider();
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                JWT_ISSUER: idp.issuer,
+                JWT_AUDIENCE: idp.audience,
+                ABLY_API_KEY: TEST_ABLY_KEY,
+                ALLOWED_ORIGINS: "https://app.example",
+                TEST_SIGNING_KEYS: JSON.stringify(idp.privateJwks),
+              },
+              outboundService: (request: Request) => idp.handle(request),
+            },
+          }),
+        ],
+        test: { name: "worker", include: ["test/worker/**/*.test.ts"] },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+          hookTimeout: 90_000,
+        },
+      },
+    ],
+  },
+});
