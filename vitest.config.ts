@@ -1,14 +1,17 @@
 /**
  * Two suites. `worker`: inside workerd through the Workers test pool, with real local KV; the
  * identity provider's discovery document and JWKS come from keys generated here at start-up and
- * are served to the worker's outbound fetches (no network). `e2e`: Node drives `wrangler dev`
+ * are served to the worker's outbound fetches (no network), as is a stand-in for Ably's REST
+ * token revocation. `e2e`: Node drives `wrangler dev`
  * over HTTP on 127.0.0.1.
  */
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
+import { ablyRest } from "./test/support/ably-rest.ts";
 import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";
 
 const idp = await identityProvider();
+const ably = ablyRest(TEST_ABLY_KEY);
 
 export default defineConfig({
   test: {
@@ -25,7 +28,10 @@ export default defineConfig({
                 ALLOWED_ORIGINS: "https://app.example",
                 TEST_SIGNING_KEYS: JSON.stringify(idp.privateJwks),
               },
-              outboundService: (request: Request) => idp.handle(request),
+              outboundService: (request: Request) =>
+                /^ably-(rest|down)\.test$/.test(new URL(request.url).hostname)
+                  ? ably.handle(request)
+                  : idp.handle(request),
             },
           }),
         ],

@@ -1,12 +1,26 @@
 /**
- * The ban list: KV namespace BANS, keyed by clientId. Reads only; a present key bans.
+ * The ban list: KV namespace BANS, keyed by clientId; a present key bans. Also the role ban: a
+ * verified token whose roles match the configured pattern is banned without any KV read.
  *
- * Value: empty or anything → banned indefinitely. JSON `{ "reason": "...", "until": "<ISO 8601>" }`
- * → banned, the reason shown to the user, and no longer banned once `until` has passed. A value
- * that cannot be understood bans (fail closed). The full schema is in the README.
+ * Value: empty or anything → banned indefinitely. JSON `{ "reason", "until", "bannedBy",
+ * "bannedAt" }` (all optional; times ISO 8601) → banned, the reason shown to the user, and no
+ * longer banned once `until` has passed. A value that cannot be understood bans (fail closed).
+ * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
+ * extra reads. The full schema is in the README.
  */
-import { MAX_BAN_REASON_CHARS } from "./constants";
+import { KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
 import { Problem } from "./errors";
+
+/** A stored ban, as the admin API writes it. */
+export interface BanRecord {
+  readonly reason?: string;
+  /** ISO 8601; absent for an indefinite ban. */
+  readonly until?: string;
+  /** Who banned (free text given to the admin API; not authenticated beyond ADMIN_TOKEN). */
+  readonly bannedBy?: string;
+  /** ISO 8601. */
+  readonly bannedAt?: string;
+}
 
 /** A ban in force. */
 export interface Ban {
@@ -27,33 +41,90 @@ export async function banFor(
   cacheTtlSeconds: number,
   now: Date = new Date(),
 ): Promise<Ban | null> {
-  let value: string | null;
-  try {
-    value = await bans.get(clientId, { cacheTtl: cacheTtlSeconds });
-  } catch {
-    throw new Problem("ban-list-unavailable", "The ban list could not be read; try again shortly.");
-  }
+  const value = await kv(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
   return value === null ? null : parseBan(value, now);
 }
 
-/** What a stored ban record means at `now`. Exported for tests of the schema. */
+/** What a stored ban value means at `now`. */
 export function parseBan(value: string, now: Date): Ban | null {
+  const record = parseRecord(value);
+  const end = record.until === undefined ? undefined : new Date(record.until);
+  // An `until` that is present but unreadable bans indefinitely rather than not at all.
+  const readableEnd = end && !Number.isNaN(end.getTime()) ? end : undefined;
+  if (readableEnd && readableEnd <= now) return null;
+  return { reason: record.reason?.slice(0, MAX_BAN_REASON_CHARS), until: readableEnd };
+}
+
+/** The first of `roles` that matches the banned-role pattern, or undefined. */
+export function bannedRole(roles: readonly string[], pattern: RegExp): string | undefined {
+  return roles.find((role) => pattern.test(role));
+}
+
+/** Reads one stored record, or null when the key is absent. No cacheTtl: moderators see fresh data. */
+export async function readBan(bans: KVNamespace, clientId: string): Promise<BanRecord | null> {
+  const value = await kv(() => bans.get(clientId));
+  return value === null ? null : parseRecord(value);
+}
+
+/**
+ * Stores a ban. A temporary one (`ttlSeconds`) ends at `until` and its key expires by itself; KV
+ * keeps a key at least 60 s, so a shorter ban outlives its `until` in KV but not in effect.
+ */
+export async function writeBan(
+  bans: KVNamespace,
+  clientId: string,
+  record: BanRecord,
+  ttlSeconds: number | undefined,
+): Promise<void> {
+  const options: KVNamespacePutOptions = { metadata: record };
+  if (ttlSeconds !== undefined) {
+    options.expirationTtl = Math.max(ttlSeconds, KV_MIN_EXPIRATION_TTL_SECONDS);
+  }
+  await kv(() => bans.put(clientId, JSON.stringify(record), options));
+}
+
+export async function deleteBan(bans: KVNamespace, clientId: string): Promise<void> {
+  await kv(() => bans.delete(clientId));
+}
+
+/** One page of bans, with the cursor of the next page (null on the last one). */
+export async function listBans(
+  bans: KVNamespace,
+  cursor: string | undefined,
+  limit: number,
+): Promise<{ bans: (BanRecord & { clientId: string })[]; cursor: string | null }> {
+  const page = await kv(() => bans.list<BanRecord>({ cursor, limit }));
+  return {
+    bans: page.keys.map((key) => ({ clientId: key.name, ...(key.metadata ?? {}) })),
+    cursor: page.list_complete ? null : page.cursor,
+  };
+}
+
+/** The record in a stored value; any value that is not a JSON object is an indefinite ban. */
+function parseRecord(value: string): BanRecord {
   let record: unknown;
   try {
     record = JSON.parse(value);
   } catch {
-    return { reason: undefined, until: undefined };
+    return {};
   }
-  if (typeof record !== "object" || record === null || Array.isArray(record)) {
-    return { reason: undefined, until: undefined };
+  if (typeof record !== "object" || record === null || Array.isArray(record)) return {};
+  const { reason, until, bannedBy, bannedAt } = record as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === "string" ? v : undefined);
+  // A non-string `until` must still ban: keep it as unreadable text rather than drop it.
+  const end = until === undefined ? undefined : (text(until) ?? "unreadable");
+  return strip({ reason: text(reason), until: end, bannedBy: text(bannedBy), bannedAt: text(bannedAt) });
+}
+
+function strip(record: { [K in keyof BanRecord]: string | undefined }): BanRecord {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
+}
+
+/** Runs one KV operation; any failure of KV itself is `ban-list-unavailable` (503). */
+async function kv<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch {
+    throw new Problem("ban-list-unavailable", "The ban list could not be read or written; try again shortly.");
   }
-  const { reason, until } = record as { reason?: unknown; until?: unknown };
-  const end = typeof until === "string" ? new Date(until) : undefined;
-  // An `until` that is present but unreadable bans indefinitely rather than not at all.
-  const readableEnd = end && !Number.isNaN(end.getTime()) ? end : undefined;
-  if (readableEnd && readableEnd <= now) return null;
-  return {
-    reason: typeof reason === "string" ? reason.slice(0, MAX_BAN_REASON_CHARS) : undefined,
-    until: readableEnd,
-  };
 }

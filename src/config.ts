@@ -8,10 +8,13 @@
 import { type Capability, CapabilityError, parseCapability } from "./capability";
 import {
   ABLY_MAX_TTL_SECONDS,
+  ABLY_REVOCABLE_MAX_TTL_SECONDS,
+  DEFAULT_ABLY_REST_URL,
   DEFAULT_BAN_CACHE_TTL_SECONDS,
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_TTL_SECONDS,
   MAX_CLOCK_TOLERANCE_SECONDS,
+  MIN_ADMIN_TOKEN_CHARS,
   MIN_BAN_CACHE_TTL_SECONDS,
 } from "./constants";
 
@@ -30,6 +33,9 @@ export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
  */
 export const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","publish","subscribe"]}';
 
+/** Roles that ban, as in the seed's Netlify Identity function: any role starting with "banned". */
+export const DEFAULT_BANNED_ROLE_PATTERN = "^banned";
+
 /** One identity provider whose tokens the worker accepts. */
 export interface ProviderConfig {
   /** Exact `iss` of its tokens (JWT_ISSUER). */
@@ -44,6 +50,8 @@ export interface ProviderConfig {
   readonly clientIdClaim: string;
   /** Clock skew allowed on exp, nbf and iat, in seconds (JWT_CLOCK_TOLERANCE_SECONDS). Default 30. */
   readonly clockToleranceSeconds: number;
+  /** Dot-separated path of the claim holding the user's roles (ROLES_CLAIM), e.g. `app_metadata.roles`. Default none. */
+  readonly rolesClaim: readonly string[] | undefined;
 }
 
 /** The Ably API key, split. The secret never leaves the worker: only `keyName` appears in tokens. */
@@ -71,6 +79,14 @@ export interface Config {
   readonly bans: KVNamespace;
   /** KV `cacheTtl` of ban reads, in seconds (BAN_CACHE_TTL_SECONDS). Default 60, at least 30. */
   readonly banCacheTtlSeconds: number;
+  /** Roles that ban (BANNED_ROLE_PATTERN, case-insensitive). Default `^banned`; only used with ROLES_CLAIM. */
+  readonly bannedRolePattern: RegExp;
+  /** The admin API's bearer token (ADMIN_TOKEN, a secret); undefined turns the admin API off (404). */
+  readonly adminToken: string | undefined;
+  /** Whether the key has Ably's revocable tokens on (ABLY_REVOCABLE_TOKENS): bans revoke, TTL ≤ 1 h. Default false. */
+  readonly revocableTokens: boolean;
+  /** Ably's REST base URL, for revocation (ABLY_REST_URL). Default https://main.realtime.ably.net. */
+  readonly ablyRestUrl: string;
 }
 
 export type ConfigResult =
@@ -172,6 +188,27 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     }
   }
 
+  const revocableTokens = bool("ABLY_REVOCABLE_TOKENS");
+  const maxTtl = revocableTokens ? ABLY_REVOCABLE_MAX_TTL_SECONDS : ABLY_MAX_TTL_SECONDS;
+  const tokenTtlSeconds = int("ABLY_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS, 1, maxTtl);
+
+  const ablyRestUrl = (str("ABLY_REST_URL") ?? DEFAULT_ABLY_REST_URL).replace(/\/+$/, "");
+  if (!isHttpUrl(ablyRestUrl)) problems.push("ABLY_REST_URL must be an http(s) URL");
+
+  const adminToken = str("ADMIN_TOKEN");
+  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
+    problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
+  }
+
+  const rolesClaim = str("ROLES_CLAIM")?.split(".");
+  if (rolesClaim?.some((part) => part === "")) problems.push("ROLES_CLAIM must be a dot-separated claim path");
+  let bannedRolePattern = /^banned/i;
+  try {
+    bannedRolePattern = new RegExp(str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
+  } catch {
+    problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
+  }
+
   const bans = env.BANS as KVNamespace | undefined;
   if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
 
@@ -187,13 +224,14 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       0,
       MAX_CLOCK_TOLERANCE_SECONDS,
     ),
+    rolesClaim: rolesClaim ? Object.freeze(rolesClaim) : undefined,
   });
 
   const config: Config = Object.freeze({
     providers: Object.freeze([provider]),
     ablyKey: Object.freeze({ keyName: keyMatch?.[1] ?? "", secret: keyMatch?.[2] ?? "" }),
     grant,
-    tokenTtlSeconds: int("ABLY_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS, 1, ABLY_MAX_TTL_SECONDS),
+    tokenTtlSeconds,
     tokenExpiresWithIdentity: bool("TOKEN_EXPIRES_WITH_IDENTITY"),
     allowedOrigins: new Set(allowedOrigins),
     identityCookie: str("IDENTITY_COOKIE"),
@@ -204,6 +242,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       MIN_BAN_CACHE_TTL_SECONDS,
       ABLY_MAX_TTL_SECONDS,
     ),
+    bannedRolePattern,
+    adminToken,
+    revocableTokens,
+    ablyRestUrl,
   });
   return problems.length > 0
     ? { ok: false, problems: Object.freeze(problems) }

@@ -82,3 +82,28 @@ export const RETRY_AFTER_SECONDS = 10;
 
 /** `Access-Control-Max-Age` of a preflight, in seconds: 10 min, Chromium's own upper bound is 2 h. */
 export const CORS_MAX_AGE_SECONDS = 600;
+
+/** KV's smallest `expirationTtl`, in seconds: KV refuses a put with a shorter one. */
+export const KV_MIN_EXPIRATION_TTL_SECONDS = 60;
+
+/** Bans per page of GET /admin/bans: KV lists at most 1000 keys a call; 100 keeps pages light. */
+export const ADMIN_LIST_PAGE_SIZE = 100;
+
+/**
+ * Largest ban reason and "banned by" the admin API accepts, in UTF-8 bytes. The record also rides
+ * as KV metadata, which KV caps at 1024 bytes: 500 + 100 + two timestamps fit with room to spare.
+ */
+export const MAX_BAN_REASON_BYTES = 500;
+export const MAX_BANNED_BY_BYTES = 100;
+
+/** Longest temporary ban the admin API accepts, in seconds: one year; longer is "indefinite". */
+export const MAX_BAN_TTL_SECONDS = 31_536_000;
+
+/** Ably's largest token lifetime for a key with revocable tokens: 1 h, in seconds. */
+export const ABLY_REVOCABLE_MAX_TTL_SECONDS = 3_600;
+
+/** Ably's REST endpoint (ably-js v2's primary domain), for token revocation. */
+export const DEFAULT_ABLY_REST_URL = "https://main.realtime.ably.net";
+
+/** Shortest ADMIN_TOKEN accepted, in characters: a shared secret guessable by brute force is none. */
+export const MIN_ADMIN_TOKEN_CHARS = 32;

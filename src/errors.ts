@@ -30,6 +30,9 @@ const CATALOG = {
   "identity-token-claim-invalid": [401, "Identity token has an invalid claim"],
   "client-id-invalid": [401, "Identity token's user id cannot be a clientId"],
   "parameter-invalid": [400, "Invalid token parameter"],
+  "request-invalid": [400, "Invalid request"],
+  "admin-unauthorized": [401, "Admin token missing or wrong"],
+  "ban-not-found": [404, "No ban for this clientId"],
   "ably-token-too-large": [400, "Ably token would be too large"],
   "user-banned": [403, "User banned"],
   "client-id-mismatch": [403, "clientId not allowed"],
@@ -49,9 +52,11 @@ export const PROBLEM_TYPE_PREFIX = "tag:ably-edge-auth,2026:problem:";
 /** A failure with a stable code. `detail` is shown to the caller: it never holds a token or secret. */
 export class Problem extends Error {
   readonly status: number;
+  /** `headers` are added to the response (e.g. `Allow` on a 405). */
   constructor(
     readonly code: ProblemCode,
     readonly detail: string,
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(`${code}: ${detail}`);
     this.name = "Problem";
@@ -64,7 +69,7 @@ const isRetryable = (status: number) => status === 503;
 
 /**
  * The response for a failure: `application/problem+json`, `Cache-Control: no-store`, and the
- * headers RFC 6750 (`WWW-Authenticate`), RFC 9110 (`Allow`) and RFC 9110 (`Retry-After`) call for.
+ * headers RFC 6750 (`WWW-Authenticate`) and RFC 9110 (`Retry-After`) call for, plus the problem's own.
  * Built with the Context so that headers set earlier (CORS, request id) are kept on errors too.
  */
 export function problemResponse(c: Context, problem: Problem, requestId?: string): Response {
@@ -77,7 +82,7 @@ export function problemResponse(c: Context, problem: Problem, requestId?: string
       problem.code === "identity-token-missing" ? "Bearer" : 'Bearer error="invalid_token"',
     );
   }
-  if (status === 405) c.header("Allow", "GET, POST, OPTIONS");
+  for (const [name, value] of Object.entries(problem.headers)) c.header(name, value);
   if (isRetryable(status)) c.header("Retry-After", String(RETRY_AFTER_SECONDS));
   const body = {
     type: PROBLEM_TYPE_PREFIX + problem.code,

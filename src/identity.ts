@@ -6,7 +6,8 @@ import type { Context } from "hono";
 import { getCookie } from "hono/cookie";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify } from "jose";
 import type { ProviderConfig } from "./config";
-import { MAX_CLIENT_ID_BYTES, MAX_IDENTITY_TOKEN_BYTES } from "./constants";
+import { clientIdFault } from "./client-id";
+import { MAX_IDENTITY_TOKEN_BYTES } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
 
@@ -16,13 +17,12 @@ export interface Identity {
   readonly issuer: string;
   /** The identity token's `exp`, in seconds since the epoch. */
   readonly expiresAt: number;
+  /** The string values at the provider's ROLES_CLAIM path; empty when none is configured or found. */
+  readonly roles: readonly string[];
 }
 
 // RFC 6750 2.1: "Bearer" (any case), one or more spaces, a b64token.
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
-// Anything that could widen a capability once templated, or that KV and Ably cannot take.
-// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-const FORBIDDEN_IN_CLIENT_ID = /[*[\]\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * The identity token: `Authorization: Bearer`, else the cookie named by IDENTITY_COOKIE.
@@ -108,23 +108,27 @@ export async function verifyIdentity(token: string, provider: ProviderConfig): P
     clientId: clientIdFrom(payload, provider.clientIdClaim),
     issuer: provider.issuer,
     expiresAt: payload.exp as number,
+    roles: provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [],
   };
+}
+
+/** The roles at a claim path: an array's strings, or a single string. Anything else is no roles. */
+function rolesAt(payload: JWTPayload, path: readonly string[]): string[] {
+  let value: unknown = payload;
+  for (const part of path) {
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, part)) return [];
+    value = (value as Record<string, unknown>)[part];
+  }
+  if (typeof value === "string") return [value];
+  return Array.isArray(value) ? value.filter((role): role is string => typeof role === "string") : [];
 }
 
 /** The clientId a verified payload proves, or 401 when it could not safely be one. */
 function clientIdFrom(payload: JWTPayload, claim: string): string {
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  const invalid = (why: string) =>
-    new Problem("client-id-invalid", `The identity token's ${claim} claim ${why}.`);
-  if (value === undefined) throw invalid("is missing");
-  if (typeof value !== "string" || value === "") throw invalid("is not a non-empty string");
-  if (new TextEncoder().encode(value).length > MAX_CLIENT_ID_BYTES) {
-    throw invalid(`is longer than ${MAX_CLIENT_ID_BYTES} bytes`);
-  }
-  if (value === "." || value === ".." || FORBIDDEN_IN_CLIENT_ID.test(value)) {
-    throw invalid("contains characters a clientId may not have (*, [, ], control characters)");
-  }
-  return value;
+  const fault = value === undefined ? "is missing" : clientIdFault(value);
+  if (fault) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${fault}.`);
+  return value as string;
 }
 
 /** Maps jose's stable error codes to ours; the detail says which check failed. */

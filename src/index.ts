@@ -7,18 +7,18 @@
  * Each step is a call into the module named for it; the first failure answers, as a problem
  * document built in errors.ts.
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { grantFor, signAblyToken } from "./ably-token";
-import { banFor } from "./bans";
-import { type Config, loadConfig } from "./config";
+import { admin, adminAuth } from "./admin";
+import { banFor, bannedRole } from "./bans";
+import { loadConfig } from "./config";
+import { type AppEnv, allowMethods, withConfig } from "./context";
 import { originGuard } from "./cors";
 import { Problem, problemResponse } from "./errors";
 import { identityToken, verifyIdentity } from "./identity";
-import { accessLog, type LogFields } from "./log";
+import { accessLog } from "./log";
 import { readTokenParams, sizeLimits } from "./params";
-
-type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config } };
 
 const app = new Hono<AppEnv>();
 
@@ -38,7 +38,7 @@ app.onError((error, c) => {
 });
 
 app.notFound(() => {
-  throw new Problem("not-found", "The endpoints are /auth and /healthz.");
+  throw new Problem("not-found", "The endpoints are /auth, /healthz and, when enabled, /admin/bans.");
 });
 
 app.get("/healthz", (c) => {
@@ -61,6 +61,8 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   c.set("clientId", identity.clientId);
   c.set("issuer", identity.issuer);
 
+  const role = bannedRole(identity.roles, config.bannedRolePattern);
+  if (role !== undefined) throw new Problem("user-banned", `You are banned (role ${role}).`);
   const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds);
   if (ban) {
     throw new Problem(
@@ -74,31 +76,7 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   return c.body(jwt, 200, { "Content-Type": "application/jwt", "Cache-Control": "no-store" });
 });
 
-/** 405 for any other method. HEAD too: Hono would otherwise run the GET handler and mint a token. */
-function allowMethods(methods: readonly string[]): MiddlewareHandler<AppEnv> {
-  return async function allowMethods(c, next) {
-    if (!methods.includes(c.req.method)) {
-      throw new Problem("method-not-allowed", `Use ${methods.join(", ")}.`);
-    }
-    await next();
-  };
-}
-
-/** Puts the parsed configuration on the context, or answers 500 and logs every problem once. */
-function withConfig(): MiddlewareHandler<AppEnv> {
-  const logged = new WeakSet<object>();
-  return async function withConfig(c, next) {
-    const result = loadConfig(c.env);
-    if (!result.ok) {
-      if (!logged.has(c.env)) {
-        logged.add(c.env);
-        console.error(JSON.stringify({ misconfigured: result.problems }));
-      }
-      throw new Problem("misconfigured", "The auth endpoint is misconfigured; its operator has been told why.");
-    }
-    c.set("config", result.config);
-    await next();
-  };
-}
+app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
+app.route("/admin", admin);
 
 export default app;

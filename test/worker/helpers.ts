@@ -22,7 +22,7 @@ export const token = (options?: TokenOptions) =>
 const variants = new Map<string, object>();
 /** The test environment with some variables changed; one object per variant, as in an isolate. */
 export function envWith(overrides: Record<string, unknown>): object {
-  const id = JSON.stringify(overrides);
+  const id = JSON.stringify(Object.entries(overrides)); // entries keep keys whose value is undefined
   let variant = variants.get(id);
   if (!variant) {
     variant = { ...testEnv, ...overrides };

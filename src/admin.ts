@@ -1,0 +1,123 @@
+/**
+ * The moderators' API, on for ADMIN_TOKEN only (404 otherwise), authenticated by that token as a
+ * Bearer token compared in constant time. Bans written here are the same KV records the auth
+ * route reads; with ABLY_REVOCABLE_TOKENS a ban also revokes the user's live Ably tokens.
+ *
+ *   PUT    /admin/bans/{clientId}   { "reason"?, "ttlSeconds"?, "bannedBy"? } → the stored ban
+ *   GET    /admin/bans/{clientId}   → the ban, or 404
+ *   DELETE /admin/bans/{clientId}   → 204
+ *   GET    /admin/bans?cursor=      → { bans: [...], cursor } (100 a page; cursor null on the last)
+ */
+import { Hono, type MiddlewareHandler } from "hono";
+import { timingSafeEqual } from "hono/utils/buffer";
+import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
+import { clientIdFault } from "./client-id";
+import {
+  ADMIN_LIST_PAGE_SIZE,
+  MAX_BAN_REASON_BYTES,
+  MAX_BAN_TTL_SECONDS,
+  MAX_BANNED_BY_BYTES,
+} from "./constants";
+import { type AppEnv, allowMethods } from "./context";
+import { Problem } from "./errors";
+import { revokeClientTokens } from "./revocation";
+
+export const admin = new Hono<AppEnv>();
+
+admin.use("/bans", allowMethods(["GET"]));
+admin.use("/bans/:clientId", allowMethods(["GET", "PUT", "DELETE"]));
+
+admin.get("/bans", async (c) => {
+  const cursor = c.req.query("cursor") || undefined;
+  return c.json(await listBans(c.get("config").bans, cursor, ADMIN_LIST_PAGE_SIZE));
+});
+
+admin.get("/bans/:clientId", async (c) => {
+  const clientId = clientIdParam(c.req.param("clientId"));
+  const record = await readBan(c.get("config").bans, clientId);
+  if (!record) throw new Problem("ban-not-found", `${clientId} is not banned.`);
+  const active = parseBan(JSON.stringify(record), new Date()) !== null;
+  return c.json({ clientId, ...record, active });
+});
+
+admin.put("/bans/:clientId", async (c) => {
+  const config = c.get("config");
+  const clientId = clientIdParam(c.req.param("clientId"));
+  const { reason, ttlSeconds, bannedBy } = parseBanRequest(
+    c.req.header("Content-Type"),
+    await c.req.text(),
+  );
+  const now = new Date();
+  // Undefined fields vanish when the record is serialized.
+  const record: BanRecord = {
+    reason,
+    until: ttlSeconds === undefined ? undefined : new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
+    bannedBy: bannedBy ?? "admin-api",
+    bannedAt: now.toISOString(),
+  };
+  await writeBan(config.bans, clientId, record, ttlSeconds);
+  const revocation = config.revocableTokens
+    ? await revokeClientTokens(config.ablyRestUrl, config.ablyKey, clientId)
+    : { status: "not-enabled" as const };
+  return c.json({ clientId, ...record, revocation });
+});
+
+admin.delete("/bans/:clientId", async (c) => {
+  await deleteBan(c.get("config").bans, clientIdParam(c.req.param("clientId")));
+  return c.body(null, 204);
+});
+
+/** 404 unless ADMIN_TOKEN is set; then 401 unless the request carries it as a Bearer token. */
+export function adminAuth(): MiddlewareHandler<AppEnv> {
+  return async function adminAuth(c, next) {
+    const expected = c.get("config").adminToken;
+    if (expected === undefined) throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN).");
+    const presented = /^Bearer +(\S+)$/i.exec(c.req.header("Authorization") ?? "")?.[1] ?? "";
+    if (!(await timingSafeEqual(presented, expected))) {
+      throw new Problem("admin-unauthorized", "Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.");
+    }
+    await next();
+  };
+}
+
+function clientIdParam(value: string): string {
+  const fault = clientIdFault(value);
+  if (fault) throw new Problem("request-invalid", `The clientId in the path ${fault}.`);
+  return value;
+}
+
+/** The PUT body: a JSON object with only the optional `reason`, `ttlSeconds` and `bannedBy`. */
+function parseBanRequest(
+  type: string | undefined,
+  body: string,
+): { reason?: string; ttlSeconds?: number; bannedBy?: string } {
+  const invalid = (why: string) => new Problem("request-invalid", why);
+  if (body === "") return {};
+  if (type?.split(";")[0]?.trim().toLowerCase() !== "application/json") {
+    throw new Problem("unsupported-media-type", "Send the ban as application/json.");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    throw invalid("The body is not valid JSON.");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid('The body must be a JSON object such as {"reason":"spam","ttlSeconds":3600}.');
+  }
+  const { reason, ttlSeconds, bannedBy, ...unknown } = value as Record<string, unknown>;
+  const extra = Object.keys(unknown);
+  if (extra.length > 0) throw invalid(`Unknown fields: ${extra.join(", ")}; use reason, ttlSeconds, bannedBy.`);
+  const bytes = (s: string) => new TextEncoder().encode(s).length;
+  if (reason !== undefined && (typeof reason !== "string" || bytes(reason) > MAX_BAN_REASON_BYTES)) {
+    throw invalid(`reason must be a string of at most ${MAX_BAN_REASON_BYTES} bytes.`);
+  }
+  if (bannedBy !== undefined && (typeof bannedBy !== "string" || bytes(bannedBy) > MAX_BANNED_BY_BYTES)) {
+    throw invalid(`bannedBy must be a string of at most ${MAX_BANNED_BY_BYTES} bytes.`);
+  }
+  const ttlOk = typeof ttlSeconds === "number" && Number.isInteger(ttlSeconds) && ttlSeconds >= 1 && ttlSeconds <= MAX_BAN_TTL_SECONDS;
+  if (ttlSeconds !== undefined && !ttlOk) {
+    throw invalid(`ttlSeconds must be a whole number from 1 to ${MAX_BAN_TTL_SECONDS}; omit it for an indefinite ban.`);
+  }
+  return value; // every field checked above
+}

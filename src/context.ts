@@ -1,0 +1,38 @@
+/**
+ * What every route's context holds, and the middleware that fills it (the configuration) or gates
+ * it (allowed methods). Shared by the auth route and the admin API.
+ */
+import type { MiddlewareHandler } from "hono";
+import { type Config, loadConfig } from "./config";
+import { Problem } from "./errors";
+import type { LogFields } from "./log";
+
+export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config } };
+
+/** 405 for any other method. HEAD too: Hono would otherwise run the GET handler and mint a token. */
+export function allowMethods(methods: readonly string[]): MiddlewareHandler<AppEnv> {
+  const allow = methods.join(", ");
+  return async function allowMethods(c, next) {
+    if (!methods.includes(c.req.method)) {
+      throw new Problem("method-not-allowed", `Use ${allow}.`, { Allow: allow });
+    }
+    await next();
+  };
+}
+
+/** Puts the parsed configuration on the context, or answers 500 and logs every problem once. */
+export function withConfig(): MiddlewareHandler<AppEnv> {
+  const logged = new WeakSet<object>();
+  return async function withConfig(c, next) {
+    const result = loadConfig(c.env);
+    if (!result.ok) {
+      if (!logged.has(c.env)) {
+        logged.add(c.env);
+        console.error(JSON.stringify({ misconfigured: result.problems }));
+      }
+      throw new Problem("misconfigured", "The auth endpoint is misconfigured; its operator has been told why.");
+    }
+    c.set("config", result.config);
+    await next();
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * Moderation: the admin API (on only with ADMIN_TOKEN), role bans from the identity token, and
+ * revocation of live Ably tokens (against a local endpoint that checks requests as Ably documents).
+ */
+import { describe, expect, it } from "vitest";
+import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
+import { call, getToken, problemOf, testEnv, token } from "./helpers";
+
+const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
+const ADMIN = { ADMIN_TOKEN };
+const REVOCABLE = { ...ADMIN, ABLY_REVOCABLE_TOKENS: "true", ABLY_REST_URL: "https://ably-rest.test" };
+
+const admin = (method: string, path: string, body?: unknown, overrides: Record<string, unknown> = ADMIN) =>
+  call(
+    `/admin${path}`,
+    {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    },
+    overrides,
+  );
+const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
+const issuedTo = async (sub: string, overrides: Record<string, unknown> = ADMIN) =>
+  (await getToken(await token({ claims: { sub } }), "", {}, overrides)).status;
+
+describe("the admin API is off without ADMIN_TOKEN and closed without it", () => {
+  it("answers 404 when ADMIN_TOKEN is not set", async () => {
+    const res = await call("/admin/bans", { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(res.status).toBe(404);
+  });
+
+  it.each([
+    ["no Authorization header", {}],
+    ["a wrong token", { Authorization: "Bearer wrong-token" }],
+    ["the token with a prefix", { Authorization: `Bearer x${ADMIN_TOKEN}` }],
+    ["the token as Basic", { Authorization: `Basic ${ADMIN_TOKEN}` }],
+    ["an identity token", { Authorization: "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln" }],
+  ])("answers 401 for %s", async (_name, headers) => {
+    const res = await call("/admin/bans", { headers }, ADMIN);
+    expect(res.status).toBe(401);
+    expect(await typeOf(res)).toBe("admin-unauthorized");
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer/);
+  });
+
+  it("refuses an ADMIN_TOKEN too short to be a secret", async () => {
+    const res = await call("/healthz", {}, { ADMIN_TOKEN: "short" });
+    expect(res.status).toBe(503);
+  });
+});
+
+describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
+  it("bans, and the next token request is refused with the reason", async () => {
+    expect(await issuedTo("troll")).toBe(200);
+    const put = await admin("PUT", "/bans/troll", { reason: "Spamming #general", bannedBy: "mod-anna" });
+    expect(put.status).toBe(200);
+    const stored = await put.json<Record<string, unknown>>();
+    expect(stored).toMatchObject({ clientId: "troll", reason: "Spamming #general", bannedBy: "mod-anna", revocation: { status: "not-enabled" } });
+    expect(Math.abs(Date.parse(stored.bannedAt as string) - Date.now())).toBeLessThan(5000);
+    expect(stored.until).toBeUndefined();
+
+    const refused = await getToken(await token({ claims: { sub: "troll" } }), "", {}, ADMIN);
+    expect(refused.status).toBe(403);
+    expect((await problemOf(refused)).detail).toContain("Spamming #general");
+  });
+
+  it("reads one ban with who, when, why and until when, and 404 when there is none", async () => {
+    await admin("PUT", "/bans/reader", { reason: "r", ttlSeconds: 3600 });
+    const res = await admin("GET", "/bans/reader");
+    expect(res.status).toBe(200);
+    const ban = await res.json<Record<string, unknown>>();
+    expect(ban).toMatchObject({ clientId: "reader", reason: "r", bannedBy: "admin-api", active: true });
+    expect(Date.parse(ban.until as string) - Date.parse(ban.bannedAt as string)).toBe(3_600_000);
+    const none = await admin("GET", "/bans/nobody");
+    expect(none.status).toBe(404);
+    expect(await typeOf(none)).toBe("ban-not-found");
+  });
+
+  it("lifts a ban with DELETE", async () => {
+    await admin("PUT", "/bans/forgiven", { reason: "oops" });
+    expect(await issuedTo("forgiven")).toBe(403);
+    expect((await admin("DELETE", "/bans/forgiven")).status).toBe(204);
+    expect(await issuedTo("forgiven")).toBe(200);
+    expect((await admin("GET", "/bans/forgiven")).status).toBe(404);
+  });
+
+  it("writes temporary bans with a KV expiration of at least KV's 60 s minimum", async () => {
+    await admin("PUT", "/bans/short", { ttlSeconds: 5 });
+    await admin("PUT", "/bans/long", { ttlSeconds: 7200 });
+    const { keys } = await testEnv.BANS.list();
+    const expiration = (name: string) => keys.find((k) => k.name === name)!.expiration! - Date.now() / 1000;
+    expect(expiration("short")).toBeGreaterThan(55);
+    expect(expiration("short")).toBeLessThanOrEqual(61);
+    expect(expiration("long")).toBeGreaterThan(7190);
+  });
+
+  it("ends a temporary ban at its until even while KV still holds the key", async () => {
+    const until = new Date(Date.now() - 1000).toISOString();
+    await testEnv.BANS.put("expired-ban", JSON.stringify({ reason: "x", until }), { expirationTtl: 60 });
+    expect(await issuedTo("expired-ban")).toBe(200);
+    expect(await (await admin("GET", "/bans/expired-ban")).json()).toMatchObject({ active: false });
+  });
+
+  it.each([
+    ["a body that is not JSON", "{", "request-invalid"],
+    ["a JSON array", "[]", "request-invalid"],
+    ["an unknown field", { reason: "x", ttl: 60 }, "request-invalid"],
+    ["a numeric reason", { reason: 42 }, "request-invalid"],
+    ["a reason over 500 bytes", { reason: "x".repeat(501) }, "request-invalid"],
+    ["ttlSeconds 0", { ttlSeconds: 0 }, "request-invalid"],
+    ["ttlSeconds fractional", { ttlSeconds: 1.5 }, "request-invalid"],
+    ["ttlSeconds as a string", { ttlSeconds: "60" }, "request-invalid"],
+    ["ttlSeconds over a year", { ttlSeconds: 31_536_001 }, "request-invalid"],
+  ])("refuses %s with 400 and stores nothing", async (_name, body, code) => {
+    const res = await admin("PUT", "/bans/validated", body);
+    expect(res.status).toBe(400);
+    expect(await typeOf(res)).toBe(code);
+    expect(await testEnv.BANS.get("validated")).toBeNull();
+  });
+
+  it("refuses a body that is not JSON by type with 415", async () => {
+    const res = await call("/admin/bans/typed", {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "text/plain" },
+      body: '{"reason":"x"}',
+    }, ADMIN);
+    expect(res.status).toBe(415);
+  });
+
+  it.each([
+    ["%2A", 400],
+    ["a%5Bb%5D", 400],
+    ["a%00b", 400],
+    ["%2E%2E", 404], // the URL parser resolves it before routing: /admin/bans/.. is /admin
+  ])("refuses the clientId %s with %i", async (clientId, status) => {
+    const res = await admin("PUT", `/bans/${clientId}`, { reason: "x" });
+    expect(res.status).toBe(status);
+    expect((await testEnv.BANS.list()).keys.map((k) => k.name)).not.toContain(decodeURIComponent(clientId));
+  });
+
+  it("answers other methods with 405 and the allowed ones", async () => {
+    const res = await admin("POST", "/bans/someone", { reason: "x" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("GET, PUT, DELETE");
+  });
+
+  it("answers 503 when KV fails, never 500", async () => {
+    const broken = { get: () => Promise.reject(new Error("down")), put: () => Promise.reject(new Error("down")), list: () => Promise.reject(new Error("down")), delete: () => Promise.reject(new Error("down")) };
+    for (const [method, path] of [["PUT", "/bans/x"], ["GET", "/bans/x"], ["DELETE", "/bans/x"], ["GET", "/bans"]] as const) {
+      const res = await admin(method, path, method === "PUT" ? { reason: "x" } : undefined, { ...ADMIN, BANS: broken });
+      expect(res.status).toBe(503);
+    }
+  });
+});
+
+describe("GET /admin/bans lists with cursor pagination", () => {
+  it("pages through every ban, 100 at a time, with the stored records", async () => {
+    const names = Array.from({ length: 230 }, (_, i) => `listed-${String(i).padStart(3, "0")}`);
+    await Promise.all(names.map(async (name) => admin("PUT", `/bans/${name}`, { reason: `r-${name}` })));
+    const seen: Record<string, unknown>[] = [];
+    let cursor: string | null = "";
+    let pages = 0;
+    while (cursor !== null) {
+      const res = await admin("GET", `/bans?cursor=${encodeURIComponent(cursor)}`);
+      expect(res.status).toBe(200);
+      const page: { bans: Record<string, unknown>[]; cursor: string | null } = await res.json();
+      expect(page.bans.length).toBeLessThanOrEqual(100);
+      seen.push(...page.bans);
+      cursor = page.cursor;
+      pages++;
+    }
+    const listed = seen.filter((b) => String(b.clientId).startsWith("listed-"));
+    expect(listed.map((b) => b.clientId)).toEqual(names);
+    expect(listed[7]).toMatchObject({ reason: "r-listed-007", bannedBy: "admin-api" });
+    expect(pages).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("role bans (ROLES_CLAIM, BANNED_ROLE_PATTERN)", () => {
+  const roles = { ROLES_CLAIM: "app_metadata.roles" };
+
+  it.each([
+    ["the seed's banned role", ["member", "banned"], 403],
+    ["any case", ["BANNED-for-spam"], 403],
+    ["no banned role", ["member", "unbanned"], 200],
+    ["no roles at all", undefined, 200],
+  ])("with %s answers %i", async (_name, userRoles, status) => {
+    const claims = userRoles ? { app_metadata: { roles: userRoles } } : {};
+    const res = await getToken(await token({ claims }), "", {}, roles);
+    expect(res.status).toBe(status);
+  });
+
+  it("refuses without reading KV", async () => {
+    const kvThatMustNotBeRead = { get: () => Promise.reject(new Error("read")) };
+    const jwt = await token({ claims: { app_metadata: { roles: ["banned"] } } });
+    const res = await getToken(jwt, "", {}, { ...roles, BANS: kvThatMustNotBeRead });
+    expect(res.status).toBe(403);
+    expect(await typeOf(res)).toBe("user-banned");
+  });
+
+  it("reads a top-level roles claim, a single string, and a custom pattern", async () => {
+    const jwt = await token({ claims: { roles: "suspended" } });
+    expect((await getToken(jwt, "", {}, { ROLES_CLAIM: "roles", BANNED_ROLE_PATTERN: "^(banned|suspended)$" })).status).toBe(403);
+    expect((await getToken(jwt, "", {}, { ROLES_CLAIM: "roles" })).status).toBe(200);
+  });
+});
+
+describe("immediate cut-off: revocation through Ably (ABLY_REVOCABLE_TOKENS)", () => {
+  const revocations = async () =>
+    (await fetch("https://ably-rest.test/__revocations")).json<{ target: string }[]>();
+
+  it("revokes the clientId's tokens at Ably when banning, as Ably documents the request", async () => {
+    const res = await admin("PUT", "/bans/cut-off", { reason: "abuse" }, REVOCABLE);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ revocation: { status: "revoked" } });
+    expect((await revocations()).map((r) => r.target)).toContain("clientId:cut-off");
+  });
+
+  it("stores the ban and says so when Ably cannot be reached", async () => {
+    const res = await admin("PUT", "/bans/stored-anyway", { reason: "abuse" }, { ...REVOCABLE, ABLY_REST_URL: "https://ably-down.test" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ revocation: { status: "failed", reason: "Ably answered HTTP 500" } });
+    expect(await issuedTo("stored-anyway", REVOCABLE)).toBe(403);
+  });
+
+  it("caps issued tokens at 1 h, as Ably requires for revocable keys", async () => {
+    const res = await call("/healthz", {}, { ...REVOCABLE, ABLY_TOKEN_TTL_SECONDS: "7200" });
+    expect(res.status).toBe(503);
+    expect(JSON.stringify(await res.json())).toContain("ABLY_TOKEN_TTL_SECONDS must be a whole number from 1 to 3600");
+  });
+});

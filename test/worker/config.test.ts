@@ -1,0 +1,103 @@
+/**
+ * Configuration (read once per isolate, every problem reported together), /healthz, and the log
+ * line each request leaves (bad-inputs.md row 21; "Logs" in the brief).
+ */
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { parseConfig } from "../../src/config";
+import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
+import { call, getToken, problemOf, testEnv, token } from "./helpers";
+
+describe("a misconfigured worker", () => {
+  it.each([
+    ["no ABLY_API_KEY", { ABLY_API_KEY: undefined }, /ABLY_API_KEY is not set/],
+    ["a key without a colon", { ABLY_API_KEY: "app.key" }, /ABLY_API_KEY is not of the form/],
+    ["a capability that is not JSON", { ABLY_CAPABILITY: "{chat:*}" }, /ABLY_CAPABILITY is not valid JSON/],
+    ["an empty capability", { ABLY_CAPABILITY: "{}" }, /ABLY_CAPABILITY grants nothing/],
+    ["no JWT_ISSUER", { JWT_ISSUER: undefined }, /JWT_ISSUER is not set/],
+    ["no audience and no switch", { JWT_AUDIENCE: undefined }, /JWT_AUDIENCE is not set/],
+    ["a symmetric algorithm", { JWT_ALGORITHMS: "RS256,HS256" }, /JWT_ALGORITHMS may only list/],
+    ["alg none", { JWT_ALGORITHMS: "none" }, /JWT_ALGORITHMS may only list/],
+    ["a wildcard origin", { ALLOWED_ORIGINS: "*" }, /ALLOWED_ORIGINS entries must be exact origins/],
+    ["an origin with a path", { ALLOWED_ORIGINS: "https://app.example/" }, /ALLOWED_ORIGINS/],
+    ["a TTL over Ably's 24 h", { ABLY_TOKEN_TTL_SECONDS: "86401" }, /ABLY_TOKEN_TTL_SECONDS must be a whole number from 1 to 86400/],
+    ["a ban cacheTtl under KV's minimum", { BAN_CACHE_TTL_SECONDS: "5" }, /BAN_CACHE_TTL_SECONDS/],
+    ["no KV binding", { BANS: undefined }, /BANS is missing/],
+  ])("with %s answers 500 misconfigured, issues nothing, and says why in the log and at /healthz", async (_name, overrides, why) => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    const res = await getToken(await token(), "", {}, overrides);
+    expect(res.status).toBe(500);
+    const problem = await problemOf(res);
+    expect(problem.type).toBe(`${PROBLEM_TYPE_PREFIX}misconfigured`);
+    expect(problem.detail).not.toMatch(why);
+    expect(errors.mock.calls.flat().join("\n")).toMatch(why);
+
+    const health = await call("/healthz", {}, overrides);
+    expect(health.status).toBe(503);
+    const body = await health.json<{ problems: string[] }>();
+    expect(body.problems.join("\n")).toMatch(why);
+  });
+
+  it("reports every problem at once", () => {
+    const result = parseConfig({ ABLY_API_KEY: "bad", JWT_ALGORITHMS: "HS256" });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("never shows a secret's value in a problem", async () => {
+    const secret = "app.key-without-colon-SECRETVALUE";
+    const res = await call("/healthz", {}, { ABLY_API_KEY: secret });
+    expect(await res.text()).not.toContain("SECRETVALUE");
+  });
+
+  it("answers /healthz 200 when the configuration is valid", async () => {
+    const res = await call("/healthz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+  });
+});
+
+describe("the log", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("has one JSON line per request with outcome, status, clientId, issuer, latency and request id", async () => {
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    await getToken(await token({ claims: { sub: "logged" } }), "", { "X-Request-Id": "req-123" });
+    expect(log).toHaveBeenCalledTimes(1);
+    const line = JSON.parse(log.mock.calls[0]![0] as string) as Record<string, unknown>;
+    expect(line).toMatchObject({
+      requestId: "req-123",
+      method: "GET",
+      path: "/auth",
+      status: 200,
+      outcome: "issued",
+      clientId: "logged",
+      issuer: testEnv.JWT_ISSUER,
+    });
+    expect(typeof line.ms).toBe("number");
+  });
+
+  it("names the problem code of a refusal", async () => {
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    await getToken(await token({ claims: { exp: 1 } }));
+    expect(JSON.parse(log.mock.calls[0]![0] as string)).toMatchObject({ status: 401, outcome: "identity-token-expired" });
+  });
+
+  it("never holds the identity token, the issued token, the Ably key or the Authorization header", async () => {
+    const lines: string[] = [];
+    const capture = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+    vi.spyOn(console, "log").mockImplementation(capture);
+    vi.spyOn(console, "error").mockImplementation(capture);
+    vi.spyOn(console, "warn").mockImplementation(capture);
+    const identity = await token();
+    const issued = await (await getToken(identity)).text();
+    await getToken(identity, "?capability=%7B", {}, {});
+    await getToken(identity, "", {}, { ABLY_API_KEY: "app.key:" });
+    await call("/auth", { headers: { Authorization: `Basic ${btoa("user:pass")}` } });
+    const all = lines.join("\n");
+    expect(lines.length).toBeGreaterThanOrEqual(4);
+    for (const secret of [identity, ...identity.split("."), issued, ...issued.split("."), String(testEnv.ABLY_API_KEY).split(":")[1]!, btoa("user:pass")]) {
+      expect(all).not.toContain(secret);
+    }
+    expect(all).not.toMatch(/authorization|bearer/i);
+  });
+});
