@@ -3,8 +3,8 @@
  * identity tokens from the stand-in provider's keys, and calls into the worker.
  */
 import { env } from "cloudflare:workers";
-import { jwtVerify, decodeProtectedHeader } from "jose";
 import worker from "../../src/index";
+import { verifyAblyToken } from "../support/ably-token";
 import type { SigningKeys } from "../support/identity-provider";
 import { identityToken, type TokenOptions } from "../support/tokens";
 
@@ -46,28 +46,8 @@ export async function getToken(
   return call(`/auth${query}`, { headers: { Authorization: `Bearer ${jwt}`, ...headers } }, overrides);
 }
 
-/**
- * Verifies an issued token the way Ably does: HS256 with the key secret, `kid` the key name,
- * `typ: JWT`, `iat`/`exp` whole seconds, `x-ably-capability` a JSON string. Returns its claims.
- */
-export async function verifyAsAbly(jwt: string) {
-  const [keyName, secret] = ABLY_KEY.split(":") as [string, string];
-  const header = decodeProtectedHeader(jwt);
-  const { payload } = await jwtVerify(jwt, new TextEncoder().encode(secret), { algorithms: ["HS256"] });
-  if (header.kid !== keyName || header.typ !== "JWT") throw new Error(`bad header ${JSON.stringify(header)}`);
-  for (const claim of ["iat", "exp"] as const) {
-    if (!Number.isInteger(payload[claim])) throw new Error(`${claim} is not whole seconds`);
-  }
-  const capability = payload["x-ably-capability"];
-  if (typeof capability !== "string") throw new Error("capability is not a string");
-  return {
-    clientId: payload["x-ably-clientId"] as string | undefined,
-    capability: JSON.parse(capability) as Record<string, string[]>,
-    ttl: (payload.exp as number) - (payload.iat as number),
-    iat: payload.iat as number,
-    exp: payload.exp as number,
-  };
-}
+/** Verifies an issued token the way Ably does (test/support/ably-token.ts) and returns its claims. */
+export const verifyAsAbly = (jwt: string) => verifyAblyToken(jwt, ABLY_KEY);
 
 /** The problem document of a failed response, after checking it is one. */
 export async function problemOf(response: Response) {

@@ -1,0 +1,107 @@
+/**
+ * `wrangler dev` in a child process on 127.0.0.1, for the e2e suites: started with the given
+ * variables, ready when /healthz answers 200, stopped with its whole process group.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { freePort } from "./node-server";
+
+/** The project root: wrangler finds wrangler.toml from its working directory. */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+export const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
+
+/** Never prompt, never phone home; a developer's CLOUDFLARE_* settings must not reach the worker. */
+export const wranglerEnv = {
+  ...process.env,
+  CI: "true",
+  WRANGLER_SEND_METRICS: "false",
+  CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
+  CLOUDFLARE_ENV: "",
+  FORCE_COLOR: "0",
+};
+
+export interface WranglerDev {
+  /** `http://127.0.0.1:<port>` */
+  readonly base: string;
+  /** Its local state directory (KV lives here). */
+  readonly persistTo: string;
+  /** Everything wrangler and the worker printed so far (the worker's log lines included). */
+  output(): string;
+  /** Runs `wrangler kv key <args> --binding BANS --local` against this server's store. */
+  kv(...args: string[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the worker of `wrangler.toml` with `vars` (as `--var`, which beats wrangler.toml) and an
+ * empty env file, which replaces .dev.vars so a developer's local secrets cannot leak in.
+ */
+export async function startWranglerDev(vars: Record<string, string>): Promise<WranglerDev> {
+  const persistTo = await mkdtemp(join(tmpdir(), "ably-edge-auth-e2e-"));
+  const emptyEnvFile = join(persistTo, "empty.env");
+  await writeFile(emptyEnvFile, "");
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  let output = "";
+  const child: ChildProcess = spawn(
+    WRANGLER,
+    [
+      "dev",
+      "--ip", "127.0.0.1",
+      "--port", String(port),
+      "--inspector-ip", "127.0.0.1",
+      "--inspector-port", String(await freePort()),
+      "--persist-to", persistTo,
+      "--env-file", emptyEnvFile,
+      "--show-interactive-dev-session=false",
+      // --var splits on the first colon only, so URLs and the Ably key keep theirs.
+      ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+    ],
+    // Its own process group, so stop() ends wrangler and the workerd processes it starts.
+    { cwd: ROOT, env: wranglerEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+
+  const stop = async () => {
+    if (child.pid !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      process.kill(-child.pid, "SIGTERM");
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+      if (child.exitCode === null) process.kill(-child.pid, "SIGKILL");
+    }
+    await rm(persistTo, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error(`wrangler dev exited early:\n${output}`);
+    }
+    if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`wrangler dev not ready after 60 s:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+
+  return {
+    base,
+    persistTo,
+    output: () => output,
+    kv: async (...args) => {
+      await promisify(execFile)(
+        WRANGLER,
+        ["kv", "key", ...args, "--binding", "BANS", "--local", "--persist-to", persistTo],
+        { cwd: ROOT, env: wranglerEnv },
+      );
+    },
+    stop,
+  };
+}
