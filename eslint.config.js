@@ -1,5 +1,6 @@
 // Lint: ESLint's and typescript-eslint's recommended rules, type-aware, for src/ and test/.
 import js from "@eslint/js";
+import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
@@ -17,5 +18,10 @@ export default tseslint.config(
   },
   // Table-driven tests keep every case an async function, whether or not it awaits.
   { files: ["test/**/*.ts"], rules: { "@typescript-eslint/require-await": "off" } },
-  { files: ["**/*.js", "**/*.mjs"], ...tseslint.configs.disableTypeChecked },
+  // Plain JavaScript: Node scripts (dev/run.mjs, bench/), not type-checked.
+  {
+    files: ["**/*.js", "**/*.mjs"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: globals.node },
+  },
 );

@@ -1,0 +1,158 @@
+/**
+ * Local development works with no account anywhere: the README's run command, run exactly as
+ * written in a fresh copy of the project, brings up the development identity provider and the
+ * auth endpoint; the whole flow then runs over HTTP (discovery, identity token, /auth, ban, 403,
+ * unban) and in Chromium on the demo page.
+ *
+ * It uses the fixed ports of `npm run dev` (8787, 8788): nothing else may be listening there.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { verifyAblyToken } from "../support/ably-token";
+import { launchBrowser, openPage } from "../support/browser";
+import { ROOT } from "../support/wrangler-dev";
+
+const IDP = "http://127.0.0.1:8788";
+const AUTH = "http://127.0.0.1:8787";
+/** `npm ci` from a warm cache plus two wrangler starts; a cold CI machine needs the margin. */
+const START_TIMEOUT_MS = 240_000;
+
+const devVars = readFileSync(join(ROOT, ".dev.vars.example"), "utf8");
+const devVar = (name: string) => new RegExp(`^${name}="([^"]*)"`, "m").exec(devVars)![1]!;
+const ADMIN = { Authorization: `Bearer ${devVar("ADMIN_TOKEN")}` };
+
+/** The first ```sh block after "Run it locally" in the README: the command a new user pastes. */
+function readmeRunCommand(): string {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const block = /\*\*Run it locally\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme);
+  if (!block) throw new Error("README.md has no run command under **Run it locally**");
+  return block[1]!.trim();
+}
+
+let checkout: string;
+let run: ChildProcess;
+let output = "";
+
+beforeAll(async () => {
+  // A fresh copy: what git tracks plus new files it does not ignore, so no node_modules, no .dev.vars.
+  checkout = mkdtempSync(join(tmpdir(), "ably-edge-auth-checkout-"));
+  const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard", "-z"], { cwd: ROOT, encoding: "utf8" });
+  for (const file of files.split("\0").filter(Boolean)) {
+    mkdirSync(dirname(join(checkout, file)), { recursive: true });
+    try {
+      copyFileSync(join(ROOT, file), join(checkout, file));
+    } catch {
+      // deleted in the working tree but still tracked: a fresh clone would not have it either
+    }
+  }
+  run = spawn("sh", ["-c", readmeRunCommand()], {
+    cwd: checkout,
+    env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  run.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  run.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!output.includes("[dev] ready")) {
+    if (run.exitCode !== null) throw new Error(`the run command exited:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`not ready after ${START_TIMEOUT_MS} ms:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}, START_TIMEOUT_MS + 10_000);
+
+afterAll(async () => {
+  if (run?.pid !== undefined && run.exitCode === null) {
+    const exited = new Promise((resolve) => run.once("exit", resolve));
+    process.kill(-run.pid, "SIGTERM"); // dev/run.mjs stops both wrangler process groups
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  }
+  if (checkout) rmSync(checkout, { recursive: true, force: true });
+});
+
+describe("the README's run command", () => {
+  it("creates .dev.vars from the example and says so", () => {
+    expect(output).toContain("created .dev.vars from .dev.vars.example");
+    expect(readFileSync(join(checkout, ".dev.vars"), "utf8")).toBe(devVars);
+  });
+
+  it("runs the whole flow over HTTP: discovery, token, /auth, ban, 403, unban", async () => {
+    const discovery: { issuer: string; jwks_uri: string } = await (await fetch(`${IDP}/.well-known/openid-configuration`)).json();
+    expect(discovery.issuer).toBe(devVar("JWT_ISSUER"));
+    const jwks = await (await fetch(discovery.jwks_uri)).json<{ keys: { kid: string; d?: string }[] }>();
+    expect(jwks.keys).toHaveLength(1);
+    expect(jwks.keys[0]!.d).toBeUndefined(); // the public half only
+
+    const identity = await (await fetch(`${IDP}/token?sub=walkthrough&roles=member`)).text();
+    const auth = () => fetch(`${AUTH}/auth`, { headers: { Authorization: `Bearer ${identity}` } });
+    const issued = await auth();
+    expect(issued.status).toBe(200);
+    const claims = await verifyAblyToken(await issued.text(), devVar("ABLY_API_KEY"));
+    expect(claims.clientId).toBe("walkthrough");
+    expect(claims.ttl).toBe(Number(devVar("ABLY_TOKEN_TTL_SECONDS")));
+
+    const ban = await fetch(`${AUTH}/admin/bans/walkthrough`, {
+      method: "PUT",
+      headers: { ...ADMIN, "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "walkthrough ban" }),
+    });
+    expect(ban.status).toBe(200);
+    const refused = await auth();
+    expect(refused.status).toBe(403);
+    expect((await refused.json<{ detail: string }>()).detail).toContain("walkthrough ban");
+
+    expect((await fetch(`${AUTH}/admin/bans/walkthrough`, { method: "DELETE", headers: ADMIN })).status).toBe(204);
+    expect((await auth()).status).toBe(200);
+  });
+
+  it("refuses a user whose development token carries a banned role (ROLES_CLAIM=roles)", async () => {
+    const identity = await (await fetch(`${IDP}/token?sub=dave&roles=banned-spammer`)).text();
+    const res = await fetch(`${AUTH}/auth`, { headers: { Authorization: `Bearer ${identity}` } });
+    expect(res.status).toBe(403);
+  });
+});
+
+describe("the demo page in Chromium", () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(async () => browser?.close());
+
+  it("shows a token issued and decoded, then a ban turning the renewal into a 403 and FAILED", async () => {
+    const opened = await openPage(browser, `${IDP}/`);
+    const { page, log } = opened;
+    const text = (id: string) => page.textContent(`#${id}`).then((t) => t ?? "");
+    /** Waits until the element's text matches: the page updates as ably-js and /auth answer. */
+    const until = (id: string, text: RegExp) =>
+      page.locator(`#${id}`).filter({ hasText: text }).waitFor({ timeout: 15_000 });
+    try {
+      await page.selectOption("#user", "bob");
+      await page.click("#connect");
+      await until("status", /^200/);
+      expect(await text("client-id")).toBe("bob");
+      expect(JSON.parse(await text("ably-token"))).toMatchObject({
+        "x-ably-clientId": "bob",
+        "x-ably-capability": { "private:bob": ["history", "presence", "publish", "subscribe"] },
+      });
+      expect(JSON.parse(await text("identity"))).toMatchObject({ sub: "bob", iss: devVar("JWT_ISSUER") });
+      expect(await text("key-note")).toContain("placeholder key");
+
+      await page.click("#ban");
+      await until("log", /bob banned/);
+      await page.click("#renew");
+      await until("status", /^403/);
+      await until("state", /^failed$/);
+      expect(await text("status")).toContain("banned from the demo page");
+      await page.click("#unban");
+    } catch (error) {
+      throw new Error(`${String(error)}\nwhat the page logged:\n${log.join("\n")}`, { cause: error });
+    } finally {
+      await opened.close();
+    }
+  });
+});
