@@ -5,12 +5,21 @@
  * token revocation. `e2e`: Node drives `wrangler dev`
  * over HTTP on 127.0.0.1.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 import { ablyRest } from "./test/support/ably-rest.ts";
 import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";
 
 const idp = await identityProvider();
+
+/**
+ * The test pool loads a developer's .dev.vars (written by `npm run dev`); blank out every variable
+ * in it, so the suite runs on the same settings on every machine ("" reads as unset).
+ */
+const localVars = existsSync(".dev.vars")
+  ? Object.fromEntries([...readFileSync(".dev.vars", "utf8").matchAll(/^\s*([A-Z_][A-Z0-9_]*)\s*=/gm)].map((m) => [m[1]!, ""]))
+  : {};
 const ably = ablyRest(TEST_ABLY_KEY);
 
 export default defineConfig({
@@ -22,6 +31,7 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               bindings: {
+                ...localVars,
                 JWT_ISSUER: idp.issuer,
                 JWT_AUDIENCE: idp.audience,
                 ABLY_API_KEY: TEST_ABLY_KEY,
@@ -35,7 +45,7 @@ export default defineConfig({
             },
           }),
         ],
-        test: { name: "worker", include: ["test/worker/**/*.test.ts"] },
+        test: { name: "worker", include: ["test/worker/**/*.test.ts"], setupFiles: ["test/worker/setup.ts"] },
       },
       {
         test: {

@@ -8,7 +8,7 @@
  * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
  * extra reads. The full schema is in the README.
  */
-import { KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
+import { BAN_LOOKUP_TIMEOUT_MS, KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
 import { Problem } from "./errors";
 
 /** A stored ban, as the admin API writes it. */
@@ -33,15 +33,24 @@ export interface Ban {
 /**
  * The ban in force for `clientId`, or null. `cacheTtlSeconds` lets each location serve the answer
  * from its cache for that long, which is how long a new ban may take to hold there.
- * A KV failure is `ban-list-unavailable` (503): we never issue a token we could not check.
+ * A KV read that fails or takes over 2 s is `ban-list-unavailable` (503): we never issue a token we
+ * could not check, unless the operator chose `failOpen` (BAN_LIST_FAIL_OPEN), which logs and issues.
  */
 export async function banFor(
   bans: KVNamespace,
   clientId: string,
   cacheTtlSeconds: number,
+  failOpen = false,
   now: Date = new Date(),
 ): Promise<Ban | null> {
-  const value = await kv(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
+  let value: string | null;
+  try {
+    value = await kv(() => withTimeout(bans.get(clientId, { cacheTtl: cacheTtlSeconds }), BAN_LOOKUP_TIMEOUT_MS));
+  } catch (error) {
+    if (!failOpen) throw error;
+    console.warn(JSON.stringify({ banList: "unavailable", failOpen: true }));
+    return null;
+  }
   return value === null ? null : parseBan(value, now);
 }
 
@@ -118,6 +127,15 @@ function parseRecord(value: string): BanRecord {
 
 function strip(record: { [K in keyof BanRecord]: string | undefined }): BanRecord {
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
+}
+
+/** `promise`, or a rejection after `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("timed out")), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Runs one KV operation; any failure of KV itself is `ban-list-unavailable` (503). */

@@ -6,6 +6,7 @@
  * single-provider variables (JWT_ISSUER, JWKS_URL, ...) describe the only one.
  */
 import { type Capability, CapabilityError, parseCapability } from "./capability";
+import type { RateLimiter } from "./rate-limit";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,
@@ -87,10 +88,16 @@ export interface Config {
   readonly revocableTokens: boolean;
   /** Ably's REST base URL, for revocation (ABLY_REST_URL). Default https://main.realtime.ably.net. */
   readonly ablyRestUrl: string;
+  /** Whether tokens are issued when the ban list cannot be read (BAN_LIST_FAIL_OPEN). Default false: 503. */
+  readonly banListFailOpen: boolean;
+  /** Per client IP limit, before verification (binding IP_RATE_LIMITER); undefined: off. */
+  readonly ipRateLimiter: RateLimiter | undefined;
+  /** Per clientId limit, after verification (binding USER_RATE_LIMITER); undefined: off. */
+  readonly userRateLimiter: RateLimiter | undefined;
 }
 
 export type ConfigResult =
-  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: true; readonly config: Config; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly problems: readonly string[] };
 
 const cache = new WeakMap<object, ConfigResult>();
@@ -209,6 +216,17 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
   }
 
+  const limiter = (name: string) => {
+    const binding = env[name] as RateLimiter | undefined;
+    return binding && typeof binding.limit === "function" ? binding : undefined;
+  };
+  const ipRateLimiter = limiter("IP_RATE_LIMITER");
+  const userRateLimiter = limiter("USER_RATE_LIMITER");
+  const warnings = [
+    ...(ipRateLimiter ? [] : ["rate limiting per IP is off (no IP_RATE_LIMITER binding)"]),
+    ...(userRateLimiter ? [] : ["rate limiting per user is off (no USER_RATE_LIMITER binding)"]),
+  ];
+
   const bans = env.BANS as KVNamespace | undefined;
   if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
 
@@ -246,10 +264,13 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     adminToken,
     revocableTokens,
     ablyRestUrl,
+    banListFailOpen: bool("BAN_LIST_FAIL_OPEN"),
+    ipRateLimiter,
+    userRateLimiter,
   });
   return problems.length > 0
     ? { ok: false, problems: Object.freeze(problems) }
-    : { ok: true, config };
+    : { ok: true, config, warnings: Object.freeze(warnings) };
 }
 
 function isHttpUrl(value: string): boolean {

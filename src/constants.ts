@@ -65,6 +65,22 @@ export const JWKS_CACHE_MAX_AGE_MS = 600_000;
 export const DISCOVERY_CACHE_MS = 3_600_000;
 
 /**
+ * How much earlier than JWKS_CACHE_MAX_AGE_MS an isolate may refresh the keys, in ms: each isolate
+ * picks a random point in this last minute, so that a location's isolates, which share one cached
+ * key set and so one fetch time, do not all find it stale at the same moment. The first to refresh
+ * writes the location's cache; the others read it.
+ */
+export const JWKS_REFRESH_SPREAD_MS = 60_000;
+
+/**
+ * How long the last good JWKS keeps verifying while the identity provider cannot be reached, in ms:
+ * 12 h, beyond the longest common identity-token lifetime (Auth0's default is 10 h), so a provider
+ * outage does not refuse tokens it issued before going down. Also how long the location's cache
+ * keeps the key set.
+ */
+export const JWKS_STALE_IF_ERROR_MS = 43_200_000;
+
+/**
  * Default KV `cacheTtl` for ban lookups, in seconds. 60 is what KV uses when none is given and the
  * lowest value every KV deployment accepts; it bounds how long a location keeps serving a stale
  * "not banned" after a ban is written elsewhere.
@@ -107,3 +123,15 @@ export const DEFAULT_ABLY_REST_URL = "https://main.realtime.ably.net";
 
 /** Shortest ADMIN_TOKEN accepted, in characters: a shared secret guessable by brute force is none. */
 export const MIN_ADMIN_TOKEN_CHARS = 32;
+
+/**
+ * `Retry-After` on a 429, in seconds: the period of both rate limits in wrangler.toml (the binding
+ * allows only 10 or 60). Keep the two in step.
+ */
+export const RATE_LIMIT_PERIOD_SECONDS = 60;
+
+/**
+ * How long a ban-list read may take before we give up, in ms: a KV read is a few ms when warm and
+ * rarely over 100 ms cold; past 2 s KV is in trouble, and ably-js gives the whole call 10 s.
+ */
+export const BAN_LOOKUP_TIMEOUT_MS = 2_000;

@@ -20,16 +20,20 @@ export function allowMethods(methods: readonly string[]): MiddlewareHandler<AppE
   };
 }
 
-/** Puts the parsed configuration on the context, or answers 500 and logs every problem once. */
+/**
+ * Puts the parsed configuration on the context, or answers 500. Every problem (and warning, such
+ * as rate limiting being off) is logged once per isolate.
+ */
 export function withConfig(): MiddlewareHandler<AppEnv> {
   const logged = new WeakSet<object>();
   return async function withConfig(c, next) {
     const result = loadConfig(c.env);
+    if (!logged.has(c.env)) {
+      logged.add(c.env);
+      if (!result.ok) console.error(JSON.stringify({ misconfigured: result.problems }));
+      else if (result.warnings.length > 0) console.warn(JSON.stringify({ warnings: result.warnings }));
+    }
     if (!result.ok) {
-      if (!logged.has(c.env)) {
-        logged.add(c.env);
-        console.error(JSON.stringify({ misconfigured: result.problems }));
-      }
       throw new Problem("misconfigured", "The auth endpoint is misconfigured; its operator has been told why.");
     }
     c.set("config", result.config);

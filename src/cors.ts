@@ -3,9 +3,11 @@
  * is neither the worker's own nor on ALLOWED_ORIGINS is refused (403) with no CORS headers at all,
  * before anything is verified or minted. Requests without `Origin` (servers, native apps) pass.
  *
- * ably-js sends credentials when authHeaders holds Authorization, so an allowed origin gets its
- * own origin echoed (never `*`) with `Access-Control-Allow-Credentials: true`, on every response,
- * errors included: without them the browser hides a 403 from ably-js, which then retries forever.
+ * ably-js's browser XHR sends credentials when authHeaders holds a lower-case `authorization` key,
+ * so an allowed origin gets its own origin echoed (never `*`) with
+ * `Access-Control-Allow-Credentials: true`, which serves credentialed and plain requests alike, on
+ * every response, errors included: without them the browser hides a 403 from ably-js, which then
+ * retries forever.
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
@@ -40,7 +42,7 @@ export function originGuard(): MiddlewareHandler<{ Variables: { config: Config }
       const extra = asked.split(",").map((h) => h.trim().toLowerCase()).filter((h) => h && !allowedHeaders.has(h));
       if (extra.length > 0) {
         throw new Problem(
-          "origin-not-allowed",
+          "preflight-header-not-allowed",
           `Only the ${ALLOWED_HEADERS.join(" and ")} request headers may be sent cross-origin.`,
         );
       }

@@ -1,14 +1,16 @@
 /**
  * The edge auth endpoint for Ably. The whole request path, in order:
  *
- *   method → configuration → origin → sizes → identity token present → token parameters
- *   → identity verified → not banned → clientId and capability → Ably JWT signed → answer
+ *   method → configuration → origin → sizes → per-IP rate limit → identity token present
+ *   → token parameters → identity verified → per-user rate limit → not banned (role, then KV)
+ *   → clientId and capability → Ably JWT signed → answer
  *
  * Each step is a call into the module named for it; the first failure answers, as a problem
  * document built in errors.ts.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
 import { grantFor, signAblyToken } from "./ably-token";
 import { admin, adminAuth } from "./admin";
 import { banFor, bannedRole } from "./bans";
@@ -19,27 +21,33 @@ import { Problem, problemResponse } from "./errors";
 import { identityToken, verifyIdentity } from "./identity";
 import { accessLog } from "./log";
 import { readTokenParams, sizeLimits } from "./params";
+import { enforceRateLimit } from "./rate-limit";
 
 const app = new Hono<AppEnv>();
 
-app.use(accessLog(), requestId());
+// An API answers no page: nothing may frame, embed or run anything from it.
+const apiSecurityHeaders = secureHeaders({
+  xFrameOptions: "DENY",
+  contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+});
+app.use(accessLog(), requestId(), apiSecurityHeaders);
 
 app.onError((error, c) => {
-  const problem =
-    error instanceof Problem
-      ? error
-      : new Problem("internal-error", "Something went wrong; it has been logged.");
-  if (!(error instanceof Problem)) {
-    // Name and message only: no request data, so no token can reach the log.
-    console.error(JSON.stringify({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` }));
-  }
-  c.set("outcome", problem.code);
-  return problemResponse(c, problem, c.get("requestId"));
+  if (error instanceof Problem) return answer(c, error);
+  // Name and message only: no request data, so no token can reach the log.
+  console.error(JSON.stringify({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` }));
+  return answer(c, new Problem("internal-error", "Something went wrong; it has been logged."));
 });
 
-app.notFound(() => {
-  throw new Problem("not-found", "The endpoints are /auth, /healthz and, when enabled, /admin/bans.");
-});
+// Answered, not thrown: a throw here would skip the middleware that runs after the handler.
+app.notFound((c) =>
+  answer(c, new Problem("not-found", "The endpoints are /auth, /healthz and, when enabled, /admin/bans.")),
+);
+
+function answer(c: Context<AppEnv>, problem: Problem): Response {
+  c.set("outcome", problem.code);
+  return problemResponse(c, problem, c.get("requestId"));
+}
 
 app.get("/healthz", (c) => {
   const result = loadConfig(c.env);
@@ -55,15 +63,19 @@ app.options("/auth", (c) => c.body(null, 204, { Allow: "GET, POST, OPTIONS" }));
 
 app.on(["GET", "POST"], "/auth", async (c) => {
   const config = c.get("config");
+  // On Cloudflare the edge sets CF-Connecting-IP; without it (local runs) there is no IP to limit.
+  const ip = c.req.header("CF-Connecting-IP");
+  if (ip) await enforceRateLimit(config.ipRateLimiter, ip, "from this IP address");
   const token = identityToken(c, config.identityCookie);
   const params = await readTokenParams(c);
   const identity = await verifyIdentity(token, config.providers[0]!);
   c.set("clientId", identity.clientId);
   c.set("issuer", identity.issuer);
+  await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");
 
   const role = bannedRole(identity.roles, config.bannedRolePattern);
   if (role !== undefined) throw new Problem("user-banned", `You are banned (role ${role}).`);
-  const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds);
+  const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen);
   if (ban) {
     throw new Problem(
       "user-banned",

@@ -1,59 +1,221 @@
 /**
- * Where an identity provider's keys come from: its JWKS URL, configured or found through OIDC
- * discovery. One jose remote key set per isolate for each (issuer, JWKS URL) pair, never shared
- * across issuers, so one provider's keys can never verify another provider's tokens.
+ * Where an identity provider's keys come from, and how rarely we ask for them.
+ *
+ * The keys are the provider's JWKS: JWKS_URL, or the `jwks_uri` of its OIDC discovery document.
+ * Everything here is keyed by issuer AND JWKS URL, never by `kid` alone, so one provider's keys
+ * can never verify another provider's tokens.
+ *
+ * Not jose's createRemoteJWKSet: its cache lives in one isolate, and on Workers it never shares a
+ * pending fetch between concurrent requests (jose #355, #509), so a cold isolate under a burst
+ * fetches once per request and every isolate of every location fetches for itself. Instead:
+ *  - one fetch at a time per isolate, shared by the requests that need it (single flight);
+ *  - its result, with when it was fetched, in the location's Cache API (`caches.default`), which
+ *    the location's other isolates read instead of fetching;
+ *  - jose's createLocalJWKSet picks the key and keeps the imported CryptoKeys.
+ * Keys older than JWKS_CACHE_MAX_AGE_MS are fetched again. An unknown `kid` fetches again only if
+ * nobody in this location asked the provider within JWKS_COOLDOWN_MS (the ask is recorded in the
+ * cached entry). When the provider fails, the last good keys keep verifying for up to
+ * JWKS_STALE_IF_ERROR_MS, and the failed ask counts for the cooldown, so an outage is not retried on
+ * every request. On workers.dev the Cache API stores nothing: the sharing is then per isolate only.
  */
-import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import type { ProviderConfig } from "./config";
 import {
   DISCOVERY_CACHE_MS,
   JWKS_CACHE_MAX_AGE_MS,
   JWKS_COOLDOWN_MS,
+  JWKS_REFRESH_SPREAD_MS,
+  JWKS_STALE_IF_ERROR_MS,
   UPSTREAM_TIMEOUT_MS,
 } from "./constants";
 import { Problem } from "./errors";
 
-const keySets = new Map<string, JWTVerifyGetKey>();
+/** A provider's key set as this location last got it, as stored in the Cache API. Times in ms since the epoch. */
+interface KeySet {
+  readonly jwks: JSONWebKeySet;
+  /** When the provider served these keys. */
+  readonly fetchedAt: number;
+  /** When this location last asked the provider, whether or not it answered. */
+  readonly askedAt: number;
+}
+
+/** A key set ready to verify with. */
+interface Keys extends KeySet {
+  readonly getKey: JWTVerifyGetKey;
+}
+
+/** This isolate's keys and its one refresh in flight, each by jwksCacheKey(issuer, JWKS URL). */
+const keys = new Map<string, Keys>();
+const refreshing = new Map<string, Promise<Keys>>();
 const discovered = new Map<string, { readonly jwksUrl: Promise<string>; readonly until: number }>();
 
+/** How much before JWKS_CACHE_MAX_AGE_MS this isolate refreshes; drawn on first use, not at global scope. */
+let earliness: number | undefined;
+
+const askedRecently = (set: KeySet, now = Date.now()) => now < set.askedAt + JWKS_COOLDOWN_MS;
+
+/** Time to ask the provider again: the keys are old, and we have not just asked (and failed). */
+function isDue(set: KeySet, now = Date.now()): boolean {
+  earliness ??= Math.random() * JWKS_REFRESH_SPREAD_MS;
+  return now >= set.fetchedAt + JWKS_CACHE_MAX_AGE_MS - earliness && !askedRecently(set, now);
+}
+
 /**
- * The key resolver for a provider, created once per isolate. Failing to get the key set at all
- * (timeout, non-200, not JSON, discovery failure) is the provider's fault: `identity-provider-unavailable`.
- * A key set without a key for the token is the token's: jose's ERR_JWKS_NO_MATCHING_KEY passes through.
+ * The key resolver for a provider. Failing to get any usable key set (timeout, non-200, not a
+ * JWKS, discovery failure) is the provider's fault: `identity-provider-unavailable`. A key set
+ * without a key for the token is the token's: jose's ERR_JWKS_NO_MATCHING_KEY passes through.
  */
 export function keyResolver(provider: ProviderConfig): JWTVerifyGetKey {
   return async function resolveKey(header, token) {
     const jwksUrl = provider.jwksUrl ?? (await discoverJwksUrl(provider.issuer));
-    const id = `${provider.issuer}\n${jwksUrl}`;
-    let keySet = keySets.get(id);
-    if (!keySet) {
-      keySet = createRemoteJWKSet(new URL(jwksUrl), {
-        timeoutDuration: UPSTREAM_TIMEOUT_MS,
-        cooldownDuration: JWKS_COOLDOWN_MS,
-        cacheMaxAge: JWKS_CACHE_MAX_AGE_MS,
-      });
-      keySets.set(id, keySet);
-    }
+    const id = jwksCacheKey(provider.issuer, jwksUrl);
+    let current = keys.get(id);
+    if (!current || isDue(current)) current = await refresh(id, jwksUrl, (cached) => !isDue(cached));
     try {
-      return await keySet(header, token);
+      return await keyFor(current, header, token);
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === "ERR_JWKS_NO_MATCHING_KEY" || code === "ERR_JWKS_MULTIPLE_MATCHING_KEYS") throw error;
-      throw new Problem(
-        "identity-provider-unavailable",
-        `Could not fetch the identity provider's keys (${code ?? "network error"}).`,
-      );
+      // An unknown kid may be a key the provider has just rotated in: ask again, unless this
+      // location asked within the cooldown, so tokens with made-up kids cannot hammer the provider.
+      if (codeOf(error) !== "ERR_JWKS_NO_MATCHING_KEY" || askedRecently(current)) throw error;
+      current = await refresh(id, jwksUrl, (cached) => askedRecently(cached));
+      return await keyFor(current, header, token);
     }
   };
 }
 
-/** The `jwks_uri` of the issuer's OIDC discovery document, cached per isolate; failures are not cached. */
+/** The key for a token; a key set whose keys do not import is the provider's fault. */
+async function keyFor(set: Keys, ...args: Parameters<JWTVerifyGetKey>) {
+  try {
+    return await set.getKey(...args);
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === "ERR_JWKS_NO_MATCHING_KEY" || code === "ERR_JWKS_MULTIPLE_MATCHING_KEYS") throw error;
+    throw unavailable(`its keys are unusable (${code ?? "unknown error"})`);
+  }
+}
+
+/**
+ * The refresh of `id` this isolate has in flight, started if there is none: concurrent requests
+ * share it. A request that joins another's waits at most UPSTREAM_TIMEOUT_MS: on Workers a cancelled
+ * request (its client went away) takes its pending fetch with it, and a promise that never settles
+ * must not hang every request that joined it (jose #509).
+ */
+function refresh(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boolean): Promise<Keys> {
+  const running = refreshing.get(id);
+  if (running) return joined(running, id);
+  const started: Promise<Keys> = load(id, jwksUrl, acceptCached).finally(() => {
+    if (refreshing.get(id) === started) refreshing.delete(id);
+  });
+  refreshing.set(id, started);
+  return started;
+}
+
+async function joined(running: Promise<Keys>, id: string): Promise<Keys> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (refreshing.get(id) === running) refreshing.delete(id); // the next request starts afresh
+      reject(unavailable("timed out"));
+    }, UPSTREAM_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([running, gaveUp]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Keys for `id`: the location's cached set when `acceptCached` takes it, else the provider's, else
+ * (the provider failing) the newest set we have if it is younger than JWKS_STALE_IF_ERROR_MS.
+ * Whatever the provider said, the outcome goes to the location's cache for the other isolates.
+ */
+async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boolean): Promise<Keys> {
+  const cached = await readCache(id);
+  if (cached && acceptCached(cached)) {
+    keys.set(id, cached);
+    return cached;
+  }
+  let next: Keys;
+  try {
+    next = await fetchKeys(jwksUrl);
+  } catch (error) {
+    const now = Date.now();
+    const mine = keys.get(id);
+    const last = mine && cached ? (mine.fetchedAt >= cached.fetchedAt ? mine : cached) : (mine ?? cached);
+    if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
+    next = { ...last, askedAt: now };
+  }
+  keys.set(id, next);
+  await cachePut(id, { jwks: next.jwks, fetchedAt: next.fetchedAt, askedAt: next.askedAt }, JWKS_STALE_IF_ERROR_MS);
+  return next;
+}
+
+/** The provider's keys, fetched now. Any failure (timeout, not 200, not a JWKS) is `identity-provider-unavailable`. */
+async function fetchKeys(jwksUrl: string): Promise<Keys> {
+  const fetchedAt = Date.now();
+  let response: Response;
+  try {
+    response = await fetch(jwksUrl, {
+      headers: { accept: "application/jwk-set+json, application/json" },
+      redirect: "manual",
+      signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
+    });
+  } catch (error) {
+    throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "network error");
+  }
+  if (response.status !== 200) throw unavailable(`HTTP ${response.status}`);
+  try {
+    const jwks = await response.json<JSONWebKeySet>();
+    return { jwks, fetchedAt, askedAt: fetchedAt, getKey: createLocalJWKSet(jwks) };
+  } catch (error) {
+    throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "not a JWKS");
+  }
+}
+
+/** The location's cached key set for `id`; anything unusable there is a miss. */
+async function readCache(id: string): Promise<Keys | undefined> {
+  const set = (await cacheGet(id)) as Partial<KeySet> | undefined;
+  if (!set?.jwks || !Number.isFinite(set.fetchedAt) || !Number.isFinite(set.askedAt)) return undefined;
+  try {
+    return { ...(set as KeySet), getKey: createLocalJWKSet(set.jwks) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The key of a provider's keys, in memory and in the location's cache: issuer AND JWKS URL. On the
+ * JWKS host, under a path of ours, so it never collides with the JWKS response itself.
+ */
+export function jwksCacheKey(issuer: string, jwksUrl: string): string {
+  return `https://${new URL(jwksUrl).host}/.ably-edge-auth/jwks-v1?${new URLSearchParams({ issuer, jwksUrl }).toString()}`;
+}
+
+/** Forgets what this isolate holds, as a fresh isolate starts; the location's cache stays. For tests. */
+export function forgetIsolateState(): void {
+  keys.clear();
+  refreshing.clear();
+  discovered.clear();
+  earliness = undefined;
+}
+
+/** The `jwks_uri` of the issuer's OIDC discovery document, cached per isolate and per location; failures are not cached. */
 function discoverJwksUrl(issuer: string): Promise<string> {
   const hit = discovered.get(issuer);
   if (hit && hit.until > Date.now()) return hit.jwksUrl;
-  const jwksUrl = fetchDiscovery(issuer);
+  const jwksUrl = sharedDiscovery(issuer);
   discovered.set(issuer, { jwksUrl, until: Date.now() + DISCOVERY_CACHE_MS });
   jwksUrl.catch(() => discovered.delete(issuer));
+  return jwksUrl;
+}
+
+async function sharedDiscovery(issuer: string): Promise<string> {
+  const key = `https://${new URL(issuer).host}/.ably-edge-auth/discovery-v1?${new URLSearchParams({ issuer }).toString()}`;
+  const cached = await cacheGet(key);
+  if (typeof cached === "string") return cached;
+  const jwksUrl = await fetchDiscovery(issuer);
+  await cachePut(key, jwksUrl, DISCOVERY_CACHE_MS);
   return jwksUrl;
 }
 
@@ -83,4 +245,31 @@ async function fetchDiscovery(issuer: string): Promise<string> {
   const jwksUri = doc.jwks_uri;
   if (typeof jwksUri !== "string" || !/^https?:\/\//.test(jwksUri)) throw fail("no usable jwks_uri");
   return jwksUri;
+}
+
+/** A JSON value from this location's cache (`caches.default`); a cache that fails is a miss. */
+async function cacheGet(key: string): Promise<unknown> {
+  try {
+    return await (await caches.default.match(key))?.json();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps a JSON value in this location's cache for `ttlMs`; best effort, the provider stays the truth. */
+async function cachePut(key: string, value: unknown, ttlMs: number): Promise<void> {
+  const headers = { "Cache-Control": `max-age=${Math.floor(ttlMs / 1000)}` };
+  try {
+    await caches.default.put(key, new Response(JSON.stringify(value), { headers }));
+  } catch {
+    // Not stored: the next isolate that needs it fetches it.
+  }
+}
+
+function codeOf(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
+
+function unavailable(why: string): Problem {
+  return new Problem("identity-provider-unavailable", `Could not get the identity provider's keys: ${why}.`);
 }

@@ -4,9 +4,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { call, getToken, problemOf, testEnv, token } from "./helpers";
+import { call, getToken, problemOf, seen, testEnv, token } from "./helpers";
 
 const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
+seen.secrets.push(ADMIN_TOKEN);
 const ADMIN = { ADMIN_TOKEN };
 const REVOCABLE = { ...ADMIN, ABLY_REVOCABLE_TOKENS: "true", ABLY_REST_URL: "https://ably-rest.test" };
 

@@ -8,16 +8,39 @@ import { verifyAblyToken } from "../support/ably-token";
 import type { SigningKeys } from "../support/identity-provider";
 import { identityToken, type TokenOptions } from "../support/tokens";
 
-export const testEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace };
+const realEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace };
+/** The rate limiters of wrangler.toml, as Miniflare runs them; only the rate-limit tests use them. */
+export const rateLimiters = {
+  IP_RATE_LIMITER: realEnv.IP_RATE_LIMITER,
+  USER_RATE_LIMITER: realEnv.USER_RATE_LIMITER,
+};
+/**
+ * The environment the other tests run in: the real one (real local KV) without rate limits, so
+ * the suite's hundreds of requests for "alice" are never limited.
+ */
+export const testEnv: Record<string, unknown> & { BANS: KVNamespace } = {
+  ...realEnv,
+  IP_RATE_LIMITER: undefined,
+  USER_RATE_LIMITER: undefined,
+};
 export const keys = JSON.parse(testEnv.TEST_SIGNING_KEYS as string) as SigningKeys;
 export const ISSUER = testEnv.JWT_ISSUER as string;
 export const AUDIENCE = testEnv.JWT_AUDIENCE as string;
 export const ALLOWED_ORIGIN = "https://app.example";
 const ABLY_KEY = testEnv.ABLY_API_KEY as string;
 
+/**
+ * What the suite must never see leak: every identity token it made and every response body it got
+ * (checked against logs and bodies by setup.ts after each file).
+ */
+export const seen = { identityTokens: [] as string[], secrets: [] as string[], bodies: [] as string[] };
+
 /** An identity token from the configured provider, valid unless options say otherwise. */
-export const token = (options?: TokenOptions) =>
-  identityToken({ issuer: ISSUER, audience: AUDIENCE, key: keys.rsa }, options);
+export async function token(options?: TokenOptions): Promise<string> {
+  const jwt = await identityToken({ issuer: ISSUER, audience: AUDIENCE, key: keys.rsa }, options);
+  seen.identityTokens.push(jwt);
+  return jwt;
+}
 
 const variants = new Map<string, object>();
 /** The test environment with some variables changed; one object per variant, as in an isolate. */
@@ -32,8 +55,13 @@ export function envWith(overrides: Record<string, unknown>): object {
 }
 
 /** Calls the worker as a client would: `path` on its origin, optional environment overrides. */
-export function call(path: string, init: RequestInit = {}, overrides?: Record<string, unknown>) {
-  return worker.fetch(new Request(`https://auth.test${path}`, init), overrides ? envWith(overrides) : env);
+export async function call(path: string, init: RequestInit = {}, overrides: Record<string, unknown> = {}) {
+  const response = await worker.fetch(new Request(`https://auth.test${path}`, init), envWith(overrides));
+  // An issued Ably token is meant to be seen; any other body must leak nothing.
+  if (response.headers.get("content-type") !== "application/jwt") {
+    seen.bodies.push(await response.clone().text());
+  }
+  return response;
 }
 
 /** GET /auth with `Authorization: Bearer <jwt>` and optional query and headers. */

@@ -89,6 +89,7 @@ describe("browser origins (ALLOWED_ORIGINS)", () => {
   it("refuses a preflight asking for headers it does not allow", async () => {
     const res = await preflight(ALLOWED_ORIGIN, "authorization,x-api-key");
     expect(res.status).toBe(403);
+    expect(await typeOf(res)).toBe("preflight-header-not-allowed");
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
   });
 
