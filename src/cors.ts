@@ -25,7 +25,7 @@ export function originGuard(): MiddlewareHandler<{ Variables: { config: Config }
     credentials: true,
     allowMethods: ["GET", "POST", "OPTIONS"],
     allowHeaders: ALLOWED_HEADERS,
-    exposeHeaders: ["Retry-After", "WWW-Authenticate", "X-Request-Id"],
+    exposeHeaders: ["Retry-After", "WWW-Authenticate", "X-Request-Id", "X-Ably-Errorcode", "X-Ably-Errormessage"],
     maxAge: CORS_MAX_AGE_SECONDS,
   });
   const allowedHeaders = new Set(ALLOWED_HEADERS.map((h) => h.toLowerCase()));

@@ -85,6 +85,10 @@ export function problemResponse(c: Context, problem: Problem, requestId?: string
     );
   }
   for (const [name, value] of Object.entries(problem.headers)) c.header(name, value);
+  // ably-js reads an error's message only from Ably's own headers unless the body is plain
+  // application/json; with them, a Node client's errorReason says "You are banned: spam".
+  c.header("X-Ably-Errorcode", String(status * 100));
+  c.header("X-Ably-Errormessage", problem.detail.replace(/[^\x20-\x7e]/g, "?"));
   if (isRetryable(status)) c.header("Retry-After", String(RETRY_AFTER_SECONDS));
   const body = {
     type: PROBLEM_TYPE_PREFIX + problem.code,

@@ -60,15 +60,31 @@ function isDue(set: KeySet, now = Date.now()): boolean {
   return now >= set.fetchedAt + JWKS_CACHE_MAX_AGE_MS - earliness && !askedRecently(set, now);
 }
 
+/** This isolate's resolver for each provider (a WeakMap: configurations are per isolate too). */
+let resolvers = new WeakMap<ProviderConfig, JWTVerifyGetKey>();
+
 /**
- * The key resolver for a provider. Failing to get any usable key set (timeout, non-200, not a
- * JWKS, discovery failure) is the provider's fault: `identity-provider-unavailable`. A key set
- * without a key for the token is the token's: jose's ERR_JWKS_NO_MATCHING_KEY passes through.
+ * The key resolver for a provider, made once per isolate. Failing to get any usable key set
+ * (timeout, non-200, not a JWKS, discovery failure) is the provider's fault:
+ * `identity-provider-unavailable`. A key set without a key for the token is the token's: jose's
+ * ERR_JWKS_NO_MATCHING_KEY passes through.
  */
 export function keyResolver(provider: ProviderConfig): JWTVerifyGetKey {
+  let resolver = resolvers.get(provider);
+  if (!resolver) {
+    resolver = makeResolver(provider);
+    resolvers.set(provider, resolver);
+  }
+  return resolver;
+}
+
+function makeResolver(provider: ProviderConfig): JWTVerifyGetKey {
+  // The cache key, computed once per JWKS URL rather than on every request.
+  let memo = { jwksUrl: "", id: "" };
   return async function resolveKey(header, token) {
     const jwksUrl = provider.jwksUrl ?? (await discoverJwksUrl(provider.issuer));
-    const id = jwksCacheKey(provider.issuer, jwksUrl);
+    if (memo.jwksUrl !== jwksUrl) memo = { jwksUrl, id: jwksCacheKey(provider.issuer, jwksUrl) };
+    const { id } = memo;
     let current = keys.get(id);
     if (!current || isDue(current)) current = await refresh(id, jwksUrl, (cached) => !isDue(cached));
     try {
@@ -194,6 +210,7 @@ export function jwksCacheKey(issuer: string, jwksUrl: string): string {
 
 /** Forgets what this isolate holds, as a fresh isolate starts; the location's cache stays. For tests. */
 export function forgetIsolateState(): void {
+  resolvers = new WeakMap();
   keys.clear();
   refreshing.clear();
   discovered.clear();

@@ -132,9 +132,12 @@ describe("the ban list in KV", () => {
   const ban = (clientId: string, value: string) => testEnv.BANS.put(clientId, value);
 
   it("refuses a banned user with 403, so ably-js stops retrying, and shows the reason", async () => {
-    await ban("eve", JSON.stringify({ reason: "spamming #general" }));
+    await ban("eve", JSON.stringify({ reason: "spamming #general ✋" }));
     const res = await getToken(await token({ claims: { sub: "eve" } }));
     expect(res.status).toBe(403);
+    // Ably's own error headers, which ably-js reads its error message from (ASCII only).
+    expect(res.headers.get("x-ably-errorcode")).toBe("40300");
+    expect(res.headers.get("x-ably-errormessage")).toBe("You are banned: spamming #general ?");
     const problem = await problemOf(res);
     expect(problem.type).toBe(`${PROBLEM_TYPE_PREFIX}user-banned`);
     expect(problem.detail).toContain("spamming #general");
