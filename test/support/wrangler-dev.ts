@@ -29,6 +29,8 @@ export interface WranglerDev {
   readonly base: string;
   /** Its local state directory (KV lives here). */
   readonly persistTo: string;
+  /** Resident memory of the workerd processes it runs, in KiB (Linux `ps`). */
+  workerdRssKiB(): Promise<number>;
   /** Everything wrangler and the worker printed so far (the worker's log lines included). */
   output(): string;
   /** Runs `wrangler kv key <args> --binding BANS --local` against this server's store. */
@@ -94,6 +96,13 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
   return {
     base,
     persistTo,
+    workerdRssKiB: async () => {
+      const { stdout } = await promisify(execFile)("ps", ["-o", "rss=,comm=", "-g", String(child.pid)]);
+      return stdout
+        .split("\n")
+        .filter((line) => line.trim().endsWith("workerd"))
+        .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
+    },
     output: () => output,
     kv: async (...args) => {
       await promisify(execFile)(
