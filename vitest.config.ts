@@ -10,8 +10,11 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 import { ablyRest } from "./test/support/ably-rest.ts";
 import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";
+import { providerHosts } from "./test/support/provider-hosts.ts";
 
 const idp = await identityProvider();
+/** The ten presets' providers, at their real JWKS URLs (test/worker/providers.test.ts). */
+const presetIdps = await providerHosts();
 
 /**
  * The test pool loads a developer's .dev.vars (written by `npm run dev`); blank out every variable
@@ -37,11 +40,12 @@ export default defineConfig({
                 ABLY_API_KEY: TEST_ABLY_KEY,
                 ALLOWED_ORIGINS: "https://app.example",
                 TEST_SIGNING_KEYS: JSON.stringify(idp.privateJwks),
+                TEST_PROVIDER_KEYS: JSON.stringify(presetIdps.privateKeys),
               },
-              outboundService: (request: Request) =>
+              outboundService: async (request: Request) =>
                 /^ably-(rest|down)\.test$/.test(new URL(request.url).hostname)
                   ? ably.handle(request)
-                  : idp.handle(request),
+                  : ((await presetIdps.handle(request)) ?? idp.handle(request)),
             },
           }),
         ],

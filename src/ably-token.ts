@@ -4,7 +4,7 @@
  * and `exp` in seconds, `x-ably-capability` as a JSON string, `x-ably-clientId`.
  */
 import { SignJWT } from "jose";
-import { type Capability, instantiate, intersect, stringifyCapability } from "./capability";
+import { type Capability, instantiate, intersect, stringifyCapability, union } from "./capability";
 import type { AblyKey, Config } from "./config";
 import { MAX_ABLY_JWT_BYTES } from "./constants";
 import { Problem } from "./errors";
@@ -21,7 +21,7 @@ export interface Grant {
 
 /**
  * What `identity` may be issued given what it asked for: its own clientId only (403 otherwise),
- * the requested capability narrowed to the configured one (403 when nothing is left), and a
+ * the requested capability narrowed to the granted one (403 when nothing is left), and a
  * lifetime of min(requested, configured, identity token's remaining life when so configured).
  */
 export function grantFor(
@@ -36,7 +36,7 @@ export function grantFor(
       "The requested clientId differs from the one your identity token proves.",
     );
   }
-  const granted = instantiate(config.grant, identity.clientId);
+  const granted = grantedCapability(identity, config);
   const capability = params.capability ? intersect(params.capability, granted) : granted;
   if (Object.keys(capability).length === 0) {
     throw new Problem(
@@ -53,6 +53,19 @@ export function grantFor(
     throw new Problem("identity-token-expired", "The identity token has expired; get a fresh one.");
   }
   return { clientId: identity.clientId, capability, issuedAt: now, expiresAt };
+}
+
+/**
+ * What `identity` is granted before any request narrows it: the base capability (the provider's,
+ * else ABLY_CAPABILITY) united with the capability of each of its roles (the provider's
+ * roleCapabilities, else ROLE_CAPABILITIES), `{clientId}` filled in, and never wider than the key
+ * itself may grant (ABLY_KEY_CAPABILITY).
+ */
+export function grantedCapability(identity: Identity, config: Config): Capability {
+  const base = identity.provider.capability ?? config.grant;
+  const byRole = identity.provider.roleCapabilities ?? config.roleCapabilities;
+  const forRoles = identity.roles.filter((role) => Object.hasOwn(byRole, role)).map((role) => byRole[role]!);
+  return intersect(instantiate(union(base, ...forRoles), identity.clientId), config.keyCapability);
 }
 
 const signingKeys = new WeakMap<AblyKey, Promise<CryptoKey>>();

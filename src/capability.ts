@@ -60,6 +60,11 @@ export function instantiate(template: Capability, clientId: string): Capability 
   );
 }
 
+/** Everything any of `capabilities` allows: resources merged, operations united. */
+export function union(...capabilities: Capability[]): Capability {
+  return canonical(capabilities.flatMap((c) => Object.entries(c).map(([r, ops]) => [r, [...ops]] as [string, string[]])));
+}
+
 /**
  * The part of `requested` that `granted` allows: for each pair of resources where one pattern
  * covers the other, the narrower resource with the operations both allow. Never wider than

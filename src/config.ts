@@ -2,10 +2,12 @@
  * The worker's configuration: read from the environment once per isolate, validated, frozen.
  * Nothing else in the worker reads `env` strings. Every problem is reported together.
  *
- * Identity providers are a list so that several can be configured later; today the
- * single-provider variables (JWT_ISSUER, JWKS_URL, ...) describe the only one.
+ * Identity providers: either the single-provider variables (JWT_ISSUER, JWKS_URL, ...) describe
+ * one, or IDENTITY_PROVIDERS lists several (generic entries or presets, see providers.ts); setting
+ * both is a configuration error, so no issuer is ever trusted by accident.
  */
 import { type Capability, CapabilityError, parseCapability } from "./capability";
+import { parseProviderList } from "./provider-list";
 import type { RateLimiter } from "./rate-limit";
 import {
   ABLY_MAX_TTL_SECONDS,
@@ -25,6 +27,9 @@ export const ASYMMETRIC_ALGORITHMS = [
   "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
 ] as const;
 
+/** Symmetric JWS algorithms: only ever with a provider's own configured secret, never through a JWKS. */
+export const SYMMETRIC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
+
 /** What every mainstream identity provider signs with (Auth0, Clerk, Firebase, Cognito, Supabase...). */
 export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
 
@@ -34,25 +39,62 @@ export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
  */
 export const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","publish","subscribe"]}';
 
+/** What an Ably API key may grant when ABLY_KEY_CAPABILITY is unset: everything (a key's default). */
+export const DEFAULT_KEY_CAPABILITY = '{"*":["*"]}';
+
 /** Roles that ban, as in the seed's Netlify Identity function: any role starting with "banned". */
 export const DEFAULT_BANNED_ROLE_PATTERN = "^banned";
 
+/**
+ * A check of one claim (or protected header) value beyond jose's: how a provider's access token is
+ * told from an ID or other token signed by the same keys (Cognito `token_use`, Keycloak `typ`,
+ * Cloudflare `type`, Clerk `azp` and `cat`, Entra `ver`).
+ */
+export interface ClaimRule {
+  /** Where the value is: the verified payload or the protected header. */
+  readonly in: "payload" | "header";
+  readonly name: string;
+  /** Accepted values, compared exactly. */
+  readonly oneOf: readonly string[];
+  /** Whether a token without it is refused (`requireClaims`) or passes (`claimsIfPresent`, `headersIfPresent`). */
+  readonly required: boolean;
+}
+
 /** One identity provider whose tokens the worker accepts. */
 export interface ProviderConfig {
-  /** Exact `iss` of its tokens (JWT_ISSUER). */
+  /** For logs and problems: the entry's `name` (presets set one), else its issuer. */
+  readonly name: string;
+  /**
+   * Exact `iss` of its tokens (JWT_ISSUER, `issuer`). "" for the one provider chosen for tokens
+   * without `iss` (`"issuer": null`), which never uses a JWKS.
+   */
   readonly issuer: string;
-  /** Its JWKS (JWKS_URL); when undefined, found through the issuer's OIDC discovery document. */
+  /** Its JWKS (JWKS_URL, `jwksUrl`); when undefined, found through the issuer's OIDC discovery document. */
   readonly jwksUrl: string | undefined;
-  /** Accepted `aud` values (JWT_AUDIENCE); `null` only with JWT_NO_AUDIENCE=true. */
+  /** Accepted `aud` values (JWT_AUDIENCE, `audience`); `null` only with the no-audience switch. */
   readonly audiences: readonly string[] | null;
-  /** Accepted JWS algorithms (JWT_ALGORITHMS), asymmetric only. Default RS256, ES256. */
+  /** Accepted JWS algorithms (JWT_ALGORITHMS, `algorithms`). HS* only with `secret` or `netlifySite`. Default RS256, ES256. */
   readonly algorithms: readonly string[];
-  /** Top-level claim holding the user id that becomes the clientId (CLIENT_ID_CLAIM). Default `sub`. */
+  /** HMAC secret for this provider's HS* tokens only: the value of the binding `secretBinding` names. Default none. */
+  readonly secret: string | undefined;
+  /** A hosted Netlify site's origin, whose Identity endpoint vouches for its HS256 tokens (`netlifySite`). Default none. */
+  readonly netlifySite: string | undefined;
+  /** Top-level claim holding the user id that becomes the clientId (CLIENT_ID_CLAIM, `clientIdClaim`). Default `sub`. */
   readonly clientIdClaim: string;
-  /** Clock skew allowed on exp, nbf and iat, in seconds (JWT_CLOCK_TOLERANCE_SECONDS). Default 30. */
+  /** Put before the user id so two providers' users cannot collide (`clientIdPrefix`), e.g. `auth0:`. Default "". */
+  readonly clientIdPrefix: string;
+  /** Clock skew allowed on exp, nbf and iat, in seconds (JWT_CLOCK_TOLERANCE_SECONDS, `clockToleranceSeconds`). Default 30. */
   readonly clockToleranceSeconds: number;
-  /** Dot-separated path of the claim holding the user's roles (ROLES_CLAIM), e.g. `app_metadata.roles`. Default none. */
+  /** Dot-separated path of the claim holding the user's roles (ROLES_CLAIM, `rolesClaim`), e.g. `app_metadata.roles`. Default none. */
   readonly rolesClaim: readonly string[] | undefined;
+  /** Roles that ban (`bannedRolePattern`, case-insensitive). Default BANNED_ROLE_PATTERN. */
+  readonly bannedRolePattern: RegExp;
+  /** Token-type checks (`requireClaims`, `claimsIfPresent`, `headersIfPresent`). Default none. */
+  readonly rules: readonly ClaimRule[];
+  /** Replaces ABLY_CAPABILITY for this provider's users (`capability`). Default none. */
+  readonly capability: Capability | undefined;
+  /** Replaces ROLE_CAPABILITIES for this provider's users (`roleCapabilities`). Default none. */
+  readonly roleCapabilities: Readonly<Record<string, Capability>> | undefined;
 }
 
 /** The Ably API key, split. The secret never leaves the worker: only `keyName` appears in tokens. */
@@ -68,6 +110,10 @@ export interface Config {
   readonly ablyKey: AblyKey;
   /** Capability granted to every user, `{clientId}` still in it (ABLY_CAPABILITY). */
   readonly grant: Capability;
+  /** Role → capability added to the grant of users with that role (ROLE_CAPABILITIES). Default none. */
+  readonly roleCapabilities: Readonly<Record<string, Capability>>;
+  /** What the Ably key itself may grant (ABLY_KEY_CAPABILITY); every grant is intersected with it. Default `{"*":["*"]}`. */
+  readonly keyCapability: Capability;
   /** Lifetime of issued tokens, in seconds (ABLY_TOKEN_TTL_SECONDS). Default 3600, at most 86400. */
   readonly tokenTtlSeconds: number;
   /** Whether issued tokens expire no later than the identity token (TOKEN_EXPIRES_WITH_IDENTITY). Default false. */
@@ -76,6 +122,8 @@ export interface Config {
   readonly allowedOrigins: ReadonlySet<string>;
   /** Cookie that may carry the identity token when no Authorization header does (IDENTITY_COOKIE). Default none. */
   readonly identityCookie: string | undefined;
+  /** Header that may carry it when no Authorization header does: a provider's `tokenHeader` (Cloudflare Access: Cf-Access-Jwt-Assertion). Default none. */
+  readonly identityHeader: string | undefined;
   /** The ban list (KV binding BANS). */
   readonly bans: KVNamespace;
   /** KV `cacheTtl` of ban reads, in seconds (BAN_CACHE_TTL_SECONDS). Default 60, at least 30. */
@@ -115,6 +163,7 @@ export function loadConfig(env: object): ConfigResult {
 /** Parses and validates; problem messages name variables, never their values (some are secrets). */
 export function parseConfig(env: Record<string, unknown>): ConfigResult {
   const problems: string[] = [];
+  const warnings: string[] = [];
   const str = (name: string): string | undefined => {
     const value = env[name];
     if (value === undefined || value === "") return undefined;
@@ -153,36 +202,109 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems.push("ABLY_API_KEY is not of the form <appId>.<keyId>:<secret>");
   }
 
-  let grant: Capability = {};
+  /** A capability from JSON text or (wrangler's JSON vars) an object; `{}` when it is invalid. */
+  const capability = (where: string, value: unknown): Capability => {
+    try {
+      const parsed = parseCapability(typeof value === "string" ? value : JSON.stringify(value));
+      if (Object.keys(parsed).length === 0) problems.push(`${where} grants nothing`);
+      return parsed;
+    } catch (e) {
+      if (!(e instanceof CapabilityError)) throw e;
+      problems.push(`${where} ${e.message}`);
+      return {};
+    }
+  };
+  /** Role → capability, as for ROLE_CAPABILITIES. */
+  const roleCapabilities = (where: string, value: unknown): Readonly<Record<string, Capability>> => {
+    const roles = typeof value === "string" ? jsonOrUndefined(value) : value;
+    if (!isPlainObject(roles)) {
+      problems.push(`${where} must be a JSON object mapping role names to capabilities`);
+      return {};
+    }
+    return Object.freeze(Object.fromEntries(
+      Object.entries(roles).map(([role, cap]) => [role, capability(`${where} (role ${role})`, cap)]),
+    ));
+  };
+  /** A JSON-valued variable: text, or the object wrangler makes of a TOML table; undefined when unset. */
+  const jsonVar = (name: string): unknown => (env[name] === "" ? undefined : env[name]);
+  const grant = capability("ABLY_CAPABILITY", jsonVar("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
+  const keyCapability = capability("ABLY_KEY_CAPABILITY", jsonVar("ABLY_KEY_CAPABILITY") ?? DEFAULT_KEY_CAPABILITY);
+  const rawRoleCapabilities = jsonVar("ROLE_CAPABILITIES");
+  const globalRoleCapabilities = rawRoleCapabilities === undefined
+    ? Object.freeze({})
+    : roleCapabilities("ROLE_CAPABILITIES", rawRoleCapabilities);
+  const clockToleranceSeconds = int(
+    "JWT_CLOCK_TOLERANCE_SECONDS",
+    DEFAULT_CLOCK_TOLERANCE_SECONDS,
+    0,
+    MAX_CLOCK_TOLERANCE_SECONDS,
+  );
+  let bannedRolePattern = /^banned/i;
   try {
-    grant = parseCapability(str("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
-    if (Object.keys(grant).length === 0) problems.push("ABLY_CAPABILITY grants nothing");
-  } catch (e) {
-    if (!(e instanceof CapabilityError)) throw e;
-    problems.push(`ABLY_CAPABILITY ${e.message}`);
+    bannedRolePattern = new RegExp(str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
+  } catch {
+    problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
   }
 
-  const issuer = str("JWT_ISSUER");
-  if (issuer === undefined) problems.push("JWT_ISSUER is not set");
-  else if (!isHttpUrl(issuer)) problems.push("JWT_ISSUER must be an http(s) URL");
-
-  const jwksUrl = str("JWKS_URL");
-  if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) problems.push("JWKS_URL must be an http(s) URL");
-
-  const audiences = list("JWT_AUDIENCE");
-  const noAudience = bool("JWT_NO_AUDIENCE");
-  if (noAudience && audiences.length > 0) {
-    problems.push("JWT_AUDIENCE and JWT_NO_AUDIENCE=true exclude each other");
-  } else if (!noAudience && audiences.length === 0) {
-    problems.push(
-      "JWT_AUDIENCE is not set (set JWT_NO_AUDIENCE=true only for a provider that issues no aud)",
-    );
+  const listed = jsonVar("IDENTITY_PROVIDERS");
+  let providers: ProviderConfig[];
+  let identityHeader: string | undefined;
+  if (listed === undefined) {
+    providers = [singleProvider()];
+  } else {
+    const single = SINGLE_PROVIDER_VARIABLES.filter((name) => str(name) !== undefined);
+    if (single.length > 0) {
+      problems.push(`IDENTITY_PROVIDERS excludes the single-provider variables (remove ${single.join(", ")}, or describe that provider in the list)`);
+    }
+    ({ providers, identityHeader } = parseProviderList(listed, {
+      env, problems, warnings, clockToleranceSeconds, bannedRolePattern, capability, roleCapabilities,
+    }));
   }
 
-  const algorithms = list("JWT_ALGORITHMS");
-  const badAlgs = algorithms.filter((a) => !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(a));
-  if (badAlgs.length > 0) {
-    problems.push(`JWT_ALGORITHMS may only list ${ASYMMETRIC_ALGORITHMS.join(", ")}`);
+  /** The provider the single-provider variables describe. */
+  function singleProvider(): ProviderConfig {
+    const issuer = str("JWT_ISSUER");
+    if (issuer === undefined) problems.push("JWT_ISSUER is not set");
+    else if (!isHttpUrl(issuer)) problems.push("JWT_ISSUER must be an http(s) URL");
+
+    const jwksUrl = str("JWKS_URL");
+    if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) problems.push("JWKS_URL must be an http(s) URL");
+
+    const audiences = list("JWT_AUDIENCE");
+    const noAudience = bool("JWT_NO_AUDIENCE");
+    if (noAudience && audiences.length > 0) {
+      problems.push("JWT_AUDIENCE and JWT_NO_AUDIENCE=true exclude each other");
+    } else if (!noAudience && audiences.length === 0) {
+      problems.push(
+        "JWT_AUDIENCE is not set (set JWT_NO_AUDIENCE=true only for a provider that issues no aud)",
+      );
+    }
+
+    const algorithms = list("JWT_ALGORITHMS");
+    const badAlgs = algorithms.filter((a) => !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(a));
+    if (badAlgs.length > 0) {
+      problems.push(`JWT_ALGORITHMS may only list ${ASYMMETRIC_ALGORITHMS.join(", ")}`);
+    }
+
+    const rolesClaim = str("ROLES_CLAIM")?.split(".");
+    if (rolesClaim?.some((part) => part === "")) problems.push("ROLES_CLAIM must be a dot-separated claim path");
+    return Object.freeze({
+      name: issuer ?? "JWT_ISSUER",
+      issuer: issuer ?? "",
+      jwksUrl,
+      audiences: noAudience ? null : Object.freeze(audiences),
+      algorithms: Object.freeze(algorithms.length > 0 ? algorithms : [...DEFAULT_ALGORITHMS]),
+      secret: undefined,
+      netlifySite: undefined,
+      clientIdClaim: str("CLIENT_ID_CLAIM") ?? "sub",
+      clientIdPrefix: "",
+      clockToleranceSeconds,
+      rolesClaim: rolesClaim ? Object.freeze(rolesClaim) : undefined,
+      bannedRolePattern,
+      rules: Object.freeze([]),
+      capability: undefined,
+      roleCapabilities: undefined,
+    });
   }
 
   const allowedOrigins = list("ALLOWED_ORIGINS");
@@ -207,14 +329,6 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
   }
 
-  const rolesClaim = str("ROLES_CLAIM")?.split(".");
-  if (rolesClaim?.some((part) => part === "")) problems.push("ROLES_CLAIM must be a dot-separated claim path");
-  let bannedRolePattern = /^banned/i;
-  try {
-    bannedRolePattern = new RegExp(str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
-  } catch {
-    problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
-  }
 
   const limiter = (name: string) => {
     const binding = env[name] as RateLimiter | undefined;
@@ -222,37 +336,25 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   };
   const ipRateLimiter = limiter("IP_RATE_LIMITER");
   const userRateLimiter = limiter("USER_RATE_LIMITER");
-  const warnings = [
+  warnings.push(
     ...(ipRateLimiter ? [] : ["rate limiting per IP is off (no IP_RATE_LIMITER binding)"]),
     ...(userRateLimiter ? [] : ["rate limiting per user is off (no USER_RATE_LIMITER binding)"]),
-  ];
+  );
 
   const bans = env.BANS as KVNamespace | undefined;
   if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
 
-  const provider: ProviderConfig = Object.freeze({
-    issuer: issuer ?? "",
-    jwksUrl,
-    audiences: noAudience ? null : Object.freeze(audiences),
-    algorithms: Object.freeze(algorithms.length > 0 ? algorithms : [...DEFAULT_ALGORITHMS]),
-    clientIdClaim: str("CLIENT_ID_CLAIM") ?? "sub",
-    clockToleranceSeconds: int(
-      "JWT_CLOCK_TOLERANCE_SECONDS",
-      DEFAULT_CLOCK_TOLERANCE_SECONDS,
-      0,
-      MAX_CLOCK_TOLERANCE_SECONDS,
-    ),
-    rolesClaim: rolesClaim ? Object.freeze(rolesClaim) : undefined,
-  });
-
   const config: Config = Object.freeze({
-    providers: Object.freeze([provider]),
+    providers: Object.freeze(providers),
     ablyKey: Object.freeze({ keyName: keyMatch?.[1] ?? "", secret: keyMatch?.[2] ?? "" }),
     grant,
+    roleCapabilities: globalRoleCapabilities,
+    keyCapability,
     tokenTtlSeconds,
     tokenExpiresWithIdentity: bool("TOKEN_EXPIRES_WITH_IDENTITY"),
     allowedOrigins: new Set(allowedOrigins),
     identityCookie: str("IDENTITY_COOKIE"),
+    identityHeader,
     bans: bans as KVNamespace,
     banCacheTtlSeconds: int(
       "BAN_CACHE_TTL_SECONDS",
@@ -273,7 +375,24 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     : { ok: true, config, warnings: Object.freeze(warnings) };
 }
 
-function isHttpUrl(value: string): boolean {
+/** The variables that describe the single provider; IDENTITY_PROVIDERS excludes them. */
+const SINGLE_PROVIDER_VARIABLES = [
+  "JWT_ISSUER", "JWKS_URL", "JWT_AUDIENCE", "JWT_NO_AUDIENCE", "JWT_ALGORITHMS", "CLIENT_ID_CLAIM", "ROLES_CLAIM",
+] as const;
+
+export function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
     return url.protocol === "https:" || url.protocol === "http:";
@@ -283,6 +402,6 @@ function isHttpUrl(value: string): boolean {
 }
 
 /** An exact serialized origin: scheme, host and optional port, nothing else. */
-function isOrigin(value: string): boolean {
+export function isOrigin(value: string): boolean {
   return isHttpUrl(value) && new URL(value).origin === value;
 }

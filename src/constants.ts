@@ -135,3 +135,19 @@ export const RATE_LIMIT_PERIOD_SECONDS = 60;
  * rarely over 100 ms cold; past 2 s KV is in trouble, and ably-js gives the whole call 10 s.
  */
 export const BAN_LOOKUP_TIMEOUT_MS = 2_000;
+
+/**
+ * Shortest HMAC secret a provider's `secretBinding` may name, in bytes: RFC 7518 3.2 requires an
+ * HS256 key of at least 256 bits; a shorter one is guessable offline from any token it signed.
+ */
+export const MIN_HMAC_SECRET_BYTES = 32;
+
+/**
+ * How long a Netlify Identity endpoint's "this token is valid" is remembered per isolate, in ms
+ * (never past the token's exp): 60 s, short enough that a user Netlify deletes or bans stops getting
+ * tokens within a minute, long enough that ably-js's retries do not each cost a call to Netlify.
+ */
+export const NETLIFY_USER_CACHE_MS = 60_000;
+
+/** Most Netlify answers remembered per isolate: bounds the memory a flood of valid tokens can take. */
+export const NETLIFY_USER_CACHE_MAX_ENTRIES = 10_000;

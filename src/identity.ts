@@ -4,17 +4,22 @@
  */
 import type { Context } from "hono";
 import { getCookie } from "hono/cookie";
-import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify } from "jose";
-import type { ProviderConfig } from "./config";
+import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify, type ProtectedHeaderParameters } from "jose";
+import { type ProviderConfig, SYMMETRIC_ALGORITHMS } from "./config";
 import { clientIdFault } from "./client-id";
 import { MAX_IDENTITY_TOKEN_BYTES } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
+import { netlifyUser } from "./netlify";
 
 /** A verified caller. */
 export interface Identity {
+  /** The provider's clientIdPrefix, then the user id. */
   readonly clientId: string;
+  /** The token's `iss`; "" for a token without one. */
   readonly issuer: string;
+  /** The provider that vouched for it: its bans, capability and role capabilities apply. */
+  readonly provider: ProviderConfig;
   /** The identity token's `exp`, in seconds since the epoch. */
   readonly expiresAt: number;
   /** The string values at the provider's ROLES_CLAIM path; empty when none is configured or found. */
@@ -25,12 +30,13 @@ export interface Identity {
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
 
 /**
- * The identity token: `Authorization: Bearer`, else the cookie named by IDENTITY_COOKIE.
+ * The identity token: `Authorization: Bearer`, else the bare token in the header a provider names
+ * (Cloudflare Access's Cf-Access-Jwt-Assertion), else the cookie named by IDENTITY_COOKIE.
  * Never the query string or body, where tokens end up in logs.
  */
-export function identityToken(c: Context, cookieName: string | undefined): string {
+export function identityToken(c: Context, cookieName: string | undefined, headerName?: string): string {
   const header = c.req.header("Authorization");
-  const raw = header ?? (cookieName ? getCookie(c, cookieName) : undefined);
+  const raw = header ?? (headerName ? c.req.header(headerName) : undefined) ?? (cookieName ? getCookie(c, cookieName) : undefined);
   if (raw === undefined || raw === "") {
     throw new Problem(
       "identity-token-missing",
@@ -61,11 +67,12 @@ export function identityToken(c: Context, cookieName: string | undefined): strin
 }
 
 /**
- * Verifies the identity token against the provider: cheap unverified checks first (shape,
- * algorithm, issuer), so garbage never causes a key fetch, then jose's signature and claims checks.
+ * Verifies the identity token: cheap unverified checks first (shape, which provider by `iss`,
+ * algorithm), so garbage never causes a key fetch, then the signature and claims with jose (or, for
+ * a hosted Netlify site, its Identity endpoint), then the provider's token-type rules.
  */
-export async function verifyIdentity(token: string, provider: ProviderConfig): Promise<Identity> {
-  let header: ReturnType<typeof decodeProtectedHeader>;
+export async function verifyIdentity(token: string, providers: readonly ProviderConfig[]): Promise<Identity> {
+  let header: ProtectedHeaderParameters;
   let unverified: JWTPayload;
   try {
     header = decodeProtectedHeader(token);
@@ -73,47 +80,123 @@ export async function verifyIdentity(token: string, provider: ProviderConfig): P
   } catch {
     throw new Problem("identity-token-malformed", "The identity token is not a signed JWT.");
   }
-  if (typeof header.alg !== "string" || !provider.algorithms.includes(header.alg)) {
+  const provider = providerFor(unverified.iss, providers);
+  const alg = header.alg;
+  if (typeof alg !== "string" || !provider.algorithms.includes(alg)) {
     throw new Problem(
       "identity-token-algorithm-not-allowed",
       `Identity tokens must be signed with ${provider.algorithms.join(" or ")}.`,
     );
   }
-  if (unverified.iss !== provider.issuer) {
-    throw new Problem(
-      "identity-token-issuer-mismatch",
-      `The identity token's iss must be exactly ${provider.issuer}.`,
-    );
-  }
 
   let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(token, keyResolver(provider), {
-      issuer: provider.issuer,
-      audience: provider.audiences ? [...provider.audiences] : undefined,
-      algorithms: [...provider.algorithms],
-      clockTolerance: provider.clockToleranceSeconds,
-      requiredClaims: ["exp"],
-    }));
-  } catch (error) {
-    if (error instanceof Problem) throw error;
-    throw joseProblem(error as { code?: string; claim?: string; reason?: string });
+  let vouchedRoles: string[] = [];
+  if (provider.netlifySite) {
+    payload = checkClaimsLocally(unverified, provider);
+    const user = await netlifyUser(provider.netlifySite, token, payload.exp!);
+    // The endpoint's user is current: a role given since the token was issued counts too.
+    vouchedRoles = provider.rolesClaim ? rolesAt(user, provider.rolesClaim) : [];
+  } else {
+    // A symmetric algorithm only ever meets this provider's own secret, an asymmetric one only its
+    // JWKS: the token's alg can never make a public key into an HMAC secret.
+    const symmetric = (SYMMETRIC_ALGORITHMS as readonly string[]).includes(alg);
+    if (symmetric && provider.secret === undefined) {
+      // Unreachable by configuration (config refuses HS* without a secret); refused, never defaulted.
+      throw new Problem("identity-token-algorithm-not-allowed", "This provider's tokens are not HMAC-signed.");
+    }
+    try {
+      ({ payload } = await jwtVerify(
+        token,
+        symmetric ? new TextEncoder().encode(provider.secret) : keyResolver(provider),
+        {
+          issuer: provider.issuer === "" ? undefined : provider.issuer,
+          audience: provider.audiences ? [...provider.audiences] : undefined,
+          algorithms: [alg],
+          clockTolerance: provider.clockToleranceSeconds,
+          requiredClaims: ["exp"],
+        },
+      ));
+    } catch (error) {
+      if (error instanceof Problem) throw error;
+      throw joseProblem(error as { code?: string; claim?: string; reason?: string });
+    }
   }
   // jose checks iat only together with maxTokenAge, which would make iat mandatory.
   const now = Math.floor(Date.now() / 1000);
   if (typeof payload.iat === "number" && payload.iat > now + provider.clockToleranceSeconds) {
     throw new Problem("identity-token-issued-in-future", "The identity token's iat is in the future.");
   }
+  checkRules(provider, header, payload);
+  const roles = provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [];
   return {
-    clientId: clientIdFrom(payload, provider.clientIdClaim),
+    clientId: clientIdFrom(payload, provider),
     issuer: provider.issuer,
+    provider,
     expiresAt: payload.exp as number,
-    roles: provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [],
+    roles: [...new Set([...roles, ...vouchedRoles])],
   };
 }
 
+/**
+ * The provider for a token's `iss`, chosen before any key is used: the one with exactly that
+ * issuer, or, for a token without `iss`, the one configured for such tokens. Never a guess.
+ */
+function providerFor(iss: unknown, providers: readonly ProviderConfig[]): ProviderConfig {
+  const wanted = iss === undefined ? "" : typeof iss === "string" && iss !== "" ? iss : undefined;
+  const provider = wanted === undefined ? undefined : providers.find((p) => p.issuer === wanted);
+  if (provider) return provider;
+  // One issuer is named, as it helps fix a trailing slash; a list of several is nobody's business.
+  const only = providers.length === 1 && providers[0]!.issuer !== "" ? ` must be exactly ${providers[0]!.issuer}` : " is not accepted here";
+  throw new Problem(
+    "identity-token-issuer-mismatch",
+    iss === undefined ? "The identity token has no iss." : `The identity token's iss${only}.`,
+  );
+}
+
+/**
+ * exp (required), nbf and aud, checked here for a token whose signature someone else vouches for
+ * (Netlify's Identity endpoint): before asking, so an expired token never costs a call.
+ */
+function checkClaimsLocally(payload: JWTPayload, provider: ProviderConfig): JWTPayload {
+  const now = Math.floor(Date.now() / 1000);
+  const tolerance = provider.clockToleranceSeconds;
+  if (payload.exp === undefined) throw new Problem("identity-token-claim-missing", "The identity token has no exp claim.");
+  if (typeof payload.exp !== "number") throw new Problem("identity-token-claim-invalid", "The identity token's exp claim is invalid.");
+  if (payload.exp <= now - tolerance) throw new Problem("identity-token-expired", "The identity token has expired; get a fresh one.");
+  if (payload.nbf !== undefined && !(typeof payload.nbf === "number" && payload.nbf <= now + tolerance)) {
+    throw new Problem("identity-token-not-yet-valid", "The identity token's nbf is in the future.");
+  }
+  if (provider.audiences) {
+    if (payload.aud === undefined) throw new Problem("identity-token-claim-missing", "The identity token has no aud claim.");
+    const auds = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (!auds.some((aud) => provider.audiences!.includes(aud))) {
+      throw new Problem("identity-token-audience-mismatch", "The identity token's aud is not accepted.");
+    }
+  }
+  return payload;
+}
+
+/** The provider's token-type rules on the verified header and payload. */
+function checkRules(provider: ProviderConfig, header: ProtectedHeaderParameters, payload: JWTPayload): void {
+  for (const rule of provider.rules) {
+    const source: Record<string, unknown> = rule.in === "header" ? header : payload;
+    const where = rule.in === "header" ? "header" : "claim";
+    if (!Object.hasOwn(source, rule.name)) {
+      if (!rule.required) continue;
+      throw new Problem("identity-token-claim-missing", `The identity token has no ${rule.name} ${where}.`);
+    }
+    const value = source[rule.name];
+    if (typeof value !== "string" || !rule.oneOf.includes(value)) {
+      throw new Problem(
+        "identity-token-claim-invalid",
+        `The identity token's ${rule.name} ${where} must be ${rule.oneOf.join(" or ")}: another kind of token from the same provider.`,
+      );
+    }
+  }
+}
+
 /** The roles at a claim path: an array's strings, or a single string. Anything else is no roles. */
-function rolesAt(payload: JWTPayload, path: readonly string[]): string[] {
+function rolesAt(payload: Readonly<Record<string, unknown>>, path: readonly string[]): string[] {
   let value: unknown = payload;
   for (const part of path) {
     if (typeof value !== "object" || value === null || !Object.hasOwn(value, part)) return [];
@@ -123,12 +206,15 @@ function rolesAt(payload: JWTPayload, path: readonly string[]): string[] {
   return Array.isArray(value) ? value.filter((role): role is string => typeof role === "string") : [];
 }
 
-/** The clientId a verified payload proves, or 401 when it could not safely be one. */
-function clientIdFrom(payload: JWTPayload, claim: string): string {
+/** The clientId a verified payload proves (the provider's prefix, then the claim), or 401 when it could not safely be one. */
+function clientIdFrom(payload: JWTPayload, provider: ProviderConfig): string {
+  const claim = provider.clientIdClaim;
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  const fault = value === undefined ? "is missing" : clientIdFault(value);
+  let fault = value === undefined ? "is missing" : clientIdFault(value);
+  // The prefix must not make an acceptable id unacceptable (too long) unnoticed.
+  if (!fault && provider.clientIdPrefix) fault = clientIdFault(provider.clientIdPrefix + (value as string));
   if (fault) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${fault}.`);
-  return value as string;
+  return provider.clientIdPrefix + (value as string);
 }
 
 /** Maps jose's stable error codes to ours; the detail says which check failed. */

@@ -66,14 +66,14 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   // On Cloudflare the edge sets CF-Connecting-IP; without it (local runs) there is no IP to limit.
   const ip = c.req.header("CF-Connecting-IP");
   if (ip) await enforceRateLimit(config.ipRateLimiter, ip, "from this IP address");
-  const token = identityToken(c, config.identityCookie);
+  const token = identityToken(c, config.identityCookie, config.identityHeader);
   const params = await readTokenParams(c);
-  const identity = await verifyIdentity(token, config.providers[0]!);
+  const identity = await verifyIdentity(token, config.providers);
   c.set("clientId", identity.clientId);
   c.set("issuer", identity.issuer);
   await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");
 
-  const role = bannedRole(identity.roles, config.bannedRolePattern);
+  const role = bannedRole(identity.roles, identity.provider.bannedRolePattern);
   if (role !== undefined) throw new Problem("user-banned", `You are banned (role ${role}).`);
   const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen);
   if (ban) {

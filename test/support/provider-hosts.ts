@@ -1,0 +1,113 @@
+/**
+ * Stand-ins for the ten identity providers of the presets, at the real providers' own JWKS URLs
+ * (the worker suite's outbound fetches never reach the network: Miniflare hands every one to
+ * `handle`). One key pair per provider, generated at start-up; Auth0's and Clerk's keys share a
+ * `kid`, so a token of one signed with the other's key must be refused. Netlify's Identity
+ * endpoint checks HS256 tokens with a secret only it and the tests know, as a hosted site does.
+ * GET https://providers.test/__fetches reports fetch counts by host and path.
+ */
+import { exportJWK, generateKeyPair, type JWK, jwtVerify } from "jose";
+
+/** Names of the providers with a JWKS here; each has one signing key. */
+export const KEYED = [
+  "auth0", "clerk", "firebase", "supabase", "cognito", "cognitoId", "entra", "keycloak", "google", "cloudflare",
+] as const;
+export type Keyed = (typeof KEYED)[number];
+
+/** The facts every preset test uses, as in providers.json's example tokens. */
+export const FACTS = {
+  auth0Domain: "my-domain.auth0.com",
+  clerkFrontendApi: "clerk.example.com",
+  firebaseProject: "my-project",
+  supabaseRef: "abcdefghijklmnopqrst",
+  cognitoRegion: "us-west-2",
+  cognitoPool: "us-west-2_example",
+  cognitoClient: "57cbishk4j24pabc1234567890",
+  entraTenant: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+  keycloakUrl: "https://kc.example.com",
+  keycloakRealm: "myrealm",
+  cloudflareTeam: "yourteam",
+  netlifySite: "https://example.netlify.app",
+  /** A Netlify site whose Identity endpoint is down (500). */
+  netlifyDownSite: "https://down-site.netlify.app",
+} as const;
+
+export interface ProviderKeys {
+  /** Private JWKs by provider. */
+  readonly keys: Record<Keyed, JWK>;
+  /** The HS256 secret the hosted Netlify site signs with (the worker never sees it). */
+  readonly netlifySecret: string;
+}
+
+async function keyPair(alg: "RS256" | "ES256", kid: string) {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  return {
+    pub: { ...(await exportJWK(publicKey)), kid, alg, use: "sig" },
+    priv: { ...(await exportJWK(privateKey)), kid, alg },
+  };
+}
+
+export async function providerHosts() {
+  const kids: Record<Keyed, string> = {
+    auth0: "shared-kid", clerk: "shared-kid", firebase: "a5b2f9c1e0d87e3f6c4b2a19d8e7f6c5b4a3d2e1",
+    supabase: "3a18cfe2-7226-43b0-bbb4-7c5242f2406e", cognito: "1234example=", cognitoId: "5678example=",
+    entra: "i6lGk3FZzxRcUb2C3nEQ7syHJlY", keycloak: "FJ86GcF3jTbNLOco4NvZkUCIUmfYCqoqtOQeMfbhNlE",
+    google: "08d3245c62f86b6362afcbbffe1d069826dd1dc1", cloudflare: "9338abe1baf2fe492f646a736f25afbf7b025e35c627be4f60c414d4c73069b8",
+  };
+  const pairs = Object.fromEntries(
+    await Promise.all(KEYED.map(async (name) => [name, await keyPair(name === "supabase" ? "ES256" : "RS256", kids[name])] as const)),
+  ) as Record<Keyed, Awaited<ReturnType<typeof keyPair>>>;
+  const netlifySecret = `netlify-hosted-secret-${crypto.randomUUID()}`;
+  const jwks = (...names: Keyed[]) => ({ keys: names.map((name) => pairs[name].pub) });
+  const { cognitoRegion: region, cognitoPool: pool, entraTenant: tid } = FACTS;
+
+  /** JWKS by host and path, at each provider's documented URL. */
+  const served: Record<string, unknown> = {
+    [`${FACTS.auth0Domain}/.well-known/jwks.json`]: jwks("auth0"),
+    [`${FACTS.clerkFrontendApi}/.well-known/jwks.json`]: jwks("clerk"),
+    "www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com": jwks("firebase"),
+    [`${FACTS.supabaseRef}.supabase.co/auth/v1/.well-known/jwks.json`]: jwks("supabase"),
+    // A pool signs ID and access tokens with different keys, both in its JWKS.
+    [`cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`]: jwks("cognito", "cognitoId"),
+    [`issuer-cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`]: jwks("cognito", "cognitoId"),
+    [`login.microsoftonline.com/${tid}/discovery/v2.0/keys`]: jwks("entra"),
+    [`login.microsoftonline.com/${tid}/discovery/keys`]: jwks("entra"),
+    [`kc.example.com/realms/${FACTS.keycloakRealm}/protocol/openid-connect/certs`]: jwks("keycloak"),
+    "www.googleapis.com/oauth2/v3/certs": jwks("google"),
+    [`${FACTS.cloudflareTeam}.cloudflareaccess.com/cdn-cgi/access/certs`]: jwks("cloudflare"),
+  };
+  const hosts = new Set([...Object.keys(served).map((where) => where.split("/")[0]!), "example.netlify.app", "down-site.netlify.app", "providers.test"]);
+  const fetches = new Map<string, number>();
+  const json = (body: unknown, status = 200) =>
+    new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+
+  /** The answer for `request` if it is for one of these hosts, else undefined. */
+  async function handle(request: Request): Promise<Response | undefined> {
+    const url = new URL(request.url);
+    if (!hosts.has(url.host)) return undefined;
+    if (url.pathname === "/__fetches") return json(Object.fromEntries(fetches));
+    const where = `${url.host}${url.pathname}`;
+    fetches.set(where, (fetches.get(where) ?? 0) + 1);
+    if (Object.hasOwn(served, where)) return json(served[where]);
+    if (url.host === "down-site.netlify.app") return json({ error: "down" }, 500);
+    if (where === "example.netlify.app/.netlify/identity/user") return netlifyUser(request);
+    return json({ error: "not found" }, 404);
+  }
+
+  /** GoTrue's GET /user: the token's user, or 401 as GoTrue answers a bad token. */
+  async function netlifyUser(request: Request): Promise<Response> {
+    const token = /^Bearer (\S+)$/.exec(request.headers.get("authorization") ?? "")?.[1];
+    try {
+      const { payload } = await jwtVerify(token ?? "", new TextEncoder().encode(netlifySecret), { algorithms: ["HS256"] });
+      return json({ id: payload.sub, aud: "", role: "", email: payload.email, app_metadata: payload.app_metadata ?? {}, user_metadata: {} });
+    } catch {
+      return json({ code: 401, msg: "Invalid token: signature is invalid" }, 401);
+    }
+  }
+
+  const privateKeys: ProviderKeys = {
+    keys: Object.fromEntries(KEYED.map((name) => [name, pairs[name].priv])) as Record<Keyed, JWK>,
+    netlifySecret,
+  };
+  return { handle, privateKeys };
+}
