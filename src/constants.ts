@@ -47,18 +47,26 @@ export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
 export const MAX_CLOCK_TOLERANCE_SECONDS = 300;
 
 /**
- * How long a JWKS or discovery fetch may take before we give up, in ms. ably-js waits 10 s for the
- * whole authUrl call, so 5 s leaves time to answer 503 before the client gives up on its own.
+ * How long the calls to the identity provider (or Ably) of one request may take in all, in ms.
+ * ably-js waits 10 s for the whole authUrl call, so 5 s leaves time to answer 503 before the
+ * client gives up on its own. A request that joins another's JWKS fetch waits at most this long.
  */
 export const UPSTREAM_TIMEOUT_MS = 5_000;
 
 /**
- * jose's refetch cooldown for an unknown `kid`, in ms: at most one JWKS refetch per isolate per
- * 30 s, so tokens with random `kid`s cannot make us hammer the identity provider.
+ * The two parts of UPSTREAM_TIMEOUT_MS for a cold start, which may need OIDC discovery and then the
+ * JWKS, one after the other: 2 s for discovery (a small static document) and 3 s for the JWKS.
+ */
+export const DISCOVERY_TIMEOUT_MS = 2_000;
+export const JWKS_FETCH_TIMEOUT_MS = UPSTREAM_TIMEOUT_MS - DISCOVERY_TIMEOUT_MS;
+
+/**
+ * Refetch cooldown for an unknown `kid`, in ms: at most one JWKS refetch per location (and per
+ * isolate) per 30 s, so tokens with random `kid`s cannot make us hammer the identity provider.
  */
 export const JWKS_COOLDOWN_MS = 30_000;
 
-/** How long one isolate trusts a fetched JWKS before refetching it, in ms: 10 min (jose's default). */
+/** How long a location trusts a fetched JWKS before refetching it, in ms: 10 min (jose's default). */
 export const JWKS_CACHE_MAX_AGE_MS = 600_000;
 
 /** How long one isolate trusts a fetched OIDC discovery document, in ms: 1 h; it rarely changes. */

@@ -22,8 +22,10 @@ import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jos
 import type { ProviderConfig } from "./config";
 import {
   DISCOVERY_CACHE_MS,
+  DISCOVERY_TIMEOUT_MS,
   JWKS_CACHE_MAX_AGE_MS,
   JWKS_COOLDOWN_MS,
+  JWKS_FETCH_TIMEOUT_MS,
   JWKS_REFRESH_SPREAD_MS,
   JWKS_STALE_IF_ERROR_MS,
   UPSTREAM_TIMEOUT_MS,
@@ -157,8 +159,8 @@ async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => 
     next = await fetchKeys(jwksUrl);
   } catch (error) {
     const now = Date.now();
-    const mine = keys.get(id);
-    const last = mine && cached ? (mine.fetchedAt >= cached.fetchedAt ? mine : cached) : (mine ?? cached);
+    const mine = keys.get(id); // the newest of this isolate's keys and the location's
+    const last = !cached || (mine && mine.fetchedAt >= cached.fetchedAt) ? mine : cached;
     if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
     next = { ...last, askedAt: now };
   }
@@ -175,7 +177,7 @@ async function fetchKeys(jwksUrl: string): Promise<Keys> {
     response = await fetch(jwksUrl, {
       headers: { accept: "application/jwk-set+json, application/json" },
       redirect: "manual",
-      signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
+      signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS),
     });
   } catch (error) {
     throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "network error");
@@ -245,7 +247,7 @@ async function fetchDiscovery(issuer: string): Promise<string> {
     response = await fetch(url, {
       headers: { accept: "application/json" },
       redirect: "manual",
-      signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
+      signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS),
     });
   } catch (error) {
     throw fail((error as Error).name === "TimeoutError" ? "timed out" : "network error");
@@ -258,7 +260,7 @@ async function fetchDiscovery(issuer: string): Promise<string> {
     throw fail("not JSON");
   }
   // OIDC Discovery 1.0 section 4.3: the document's issuer must be the one we asked.
-  if (doc?.issuer !== issuer) throw fail("its issuer differs from JWT_ISSUER");
+  if (doc?.issuer !== issuer) throw fail("its issuer differs from the configured issuer");
   const jwksUri = doc.jwks_uri;
   if (typeof jwksUri !== "string" || !/^https?:\/\//.test(jwksUri)) throw fail("no usable jwks_uri");
   return jwksUri;
