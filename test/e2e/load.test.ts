@@ -7,8 +7,10 @@
  * Memory is workerd's resident size. Under `wrangler dev` it grows with every request of any route,
  * /healthz included (measured: about 15 KiB a request, as much on /healthz as on /auth), so an
  * absolute bound would measure wrangler dev, not the worker. Instead the same run measures a
- * baseline of /healthz requests, and the /auth load may grow memory per request by at most the
- * baseline's rate plus 2.5 KiB: a leak in the auth path of that size or more fails the test.
+ * baseline of /healthz requests, and the /auth load may grow memory per request by at most twice
+ * the baseline's rate (measured runs: 1.0 to 1.2 times). That catches a leak in the auth path of
+ * the runtime's own size (about 20 KiB a request) or more; smaller ones are below what resident
+ * memory under wrangler dev can show.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
@@ -23,8 +25,8 @@ const CHUNK = 2_000;
 const WARM_UP = 4_000;
 /** /healthz requests for the baseline growth. */
 const BASELINE = 10_000;
-/** What the auth path may add per request over the baseline, in KiB. */
-const MAX_EXTRA_KIB_PER_REQUEST = 2.5;
+/** How much faster than the /healthz baseline memory may grow under the /auth load. */
+const MAX_GROWTH_RATIO = 2;
 /**
  * Users, each with one identity token: 20 000 / 1000 = at most 20 requests each, so the per-user
  * limit (20 a minute) is never reached however fast the run goes.
@@ -126,5 +128,6 @@ it(`answers ${REQUESTS} mixed requests at concurrency ${CONCURRENCY} as expected
   expect(statuses[403]).toBeGreaterThan(0);
   expect(statuses[401]).toBeGreaterThan(0);
   expect(atStart).toBeGreaterThan(0);
-  expect(authPerRequest).toBeLessThan(Math.max(baselinePerRequest, 0) + MAX_EXTRA_KIB_PER_REQUEST);
+  expect(baselinePerRequest).toBeGreaterThan(0); // the measure works at all
+  expect(authPerRequest).toBeLessThan(MAX_GROWTH_RATIO * baselinePerRequest);
 }, 600_000);
