@@ -8,11 +8,14 @@
  */
 import { type Capability, CapabilityError, parseCapability } from "./capability";
 import { parseProviderList } from "./provider-list";
+import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./rate-limit";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,
+  ASYMMETRIC_ALGORITHMS,
   DEFAULT_ABLY_REST_URL,
+  DEFAULT_ALGORITHMS,
   DEFAULT_BAN_CACHE_TTL_SECONDS,
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_TTL_SECONDS,
@@ -20,18 +23,6 @@ import {
   MIN_ADMIN_TOKEN_CHARS,
   MIN_BAN_CACHE_TTL_SECONDS,
 } from "./constants";
-
-/** Asymmetric JWS algorithms an identity token may use. HS* and `none` never come through a JWKS. */
-export const ASYMMETRIC_ALGORITHMS = [
-  "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-  "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
-] as const;
-
-/** Symmetric JWS algorithms: only ever with a provider's own configured secret, never through a JWKS. */
-export const SYMMETRIC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
-
-/** What every mainstream identity provider signs with (Auth0, Clerk, Firebase, Cognito, Supabase...). */
-export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;
 
 /**
  * Least privilege: each user may publish, subscribe and use presence and history on their own
@@ -379,29 +370,3 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
 const SINGLE_PROVIDER_VARIABLES = [
   "JWT_ISSUER", "JWKS_URL", "JWT_AUDIENCE", "JWT_NO_AUDIENCE", "JWT_ALGORITHMS", "CLIENT_ID_CLAIM", "ROLES_CLAIM",
 ] as const;
-
-export function jsonOrUndefined(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-export function isHttpUrl(value: string): boolean {
-  try {
-    const url = new URL(value);
-    return url.protocol === "https:" || url.protocol === "http:";
-  } catch {
-    return false;
-  }
-}
-
-/** An exact serialized origin: scheme, host and optional port, nothing else. */
-export function isOrigin(value: string): boolean {
-  return isHttpUrl(value) && new URL(value).origin === value;
-}

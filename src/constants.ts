@@ -159,3 +159,15 @@ export const NETLIFY_USER_CACHE_MS = 60_000;
 
 /** Most Netlify answers remembered per isolate: bounds the memory a flood of valid tokens can take. */
 export const NETLIFY_USER_CACHE_MAX_ENTRIES = 10_000;
+
+/** Asymmetric JWS algorithms an identity token may use. HS* and `none` never come through a JWKS. */
+export const ASYMMETRIC_ALGORITHMS = [
+  "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+  "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
+] as const;
+
+/** Symmetric JWS algorithms: only ever with a provider's own configured secret, never through a JWKS. */
+export const SYMMETRIC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
+
+/** What every mainstream identity provider signs with (Auth0, Clerk, Firebase, Cognito, Supabase...). */
+export const DEFAULT_ALGORITHMS = ["RS256", "ES256"] as const;

@@ -5,9 +5,9 @@
 import type { Context } from "hono";
 import { getCookie } from "hono/cookie";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify, type ProtectedHeaderParameters } from "jose";
-import { type ProviderConfig, SYMMETRIC_ALGORITHMS } from "./config";
+import type { ProviderConfig } from "./config";
 import { clientIdFault } from "./client-id";
-import { MAX_IDENTITY_TOKEN_BYTES } from "./constants";
+import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
 import { netlifyUser } from "./netlify";

@@ -5,19 +5,16 @@
  */
 import type { Capability } from "./capability";
 import { clientIdFault } from "./client-id";
+import type { ClaimRule, ProviderConfig } from "./config";
 import {
   ASYMMETRIC_ALGORITHMS,
-  type ClaimRule,
   DEFAULT_ALGORITHMS,
-  isHttpUrl,
-  isOrigin,
-  isPlainObject,
-  jsonOrUndefined,
-  type ProviderConfig,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+  MIN_HMAC_SECRET_BYTES,
   SYMMETRIC_ALGORITHMS,
-} from "./config";
-import { MAX_CLOCK_TOLERANCE_SECONDS, MIN_HMAC_SECRET_BYTES } from "./constants";
+} from "./constants";
 import { expandPreset, type RawProvider } from "./providers";
+import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 
 /** What parsing a list needs from the rest of the configuration. */
 export interface ListContext {
