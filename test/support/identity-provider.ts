@@ -5,9 +5,14 @@
  *
  * Hosts (worker suite): idp.test (the configured issuer, `https://idp.test/`), other-idp.test (a
  * second, real issuer whose JWKS reuses idp.test's kid), down.test (500), html.test (HTML at 200),
- * liar.test (discovery names another issuer). GET /__fetches on any host reports fetch counts.
+ * liar.test (discovery names another issuer), badjson.test (a JWKS that is not JSON), empty.test (an
+ * empty key set), redirect.test (a 302 to the real JWKS), slow.test (answers after the worker's
+ * timeout). GET /__fetches on any host reports fetch counts.
  */
 import { exportJWK, generateKeyPair, type JWK } from "jose";
+
+/** How long slow.test takes: past the worker's 3 s JWKS timeout, short enough for a test. */
+const SLOW_MS = 4_000;
 
 /** An Ably API key that is obviously not real: `<appId>.<keyId>:<secret>`. */
 export const TEST_ABLY_KEY = "testApp.testKey:not-a-real-secret-0123456789";
@@ -41,7 +46,7 @@ export async function identityProvider(origin = "https://idp.test") {
   const json = (body: unknown, status = 200) =>
     new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 
-  function handle(request: Request): Response {
+  function handle(request: Request): Response | Promise<Response> {
     const url = new URL(request.url);
     const where = `${url.host}${url.pathname}`;
     if (url.pathname === "/__fetches") return json(Object.fromEntries(fetches));
@@ -65,6 +70,14 @@ export async function identityProvider(origin = "https://idp.test") {
         return json({ error: "down" }, 500);
       case "html.test":
         return new Response("<html>maintenance</html>", { headers: { "content-type": "text/html" } });
+      case "badjson.test":
+        return new Response('{"keys": [', { headers: { "content-type": "application/json" } });
+      case "empty.test":
+        return json({ keys: [] });
+      case "redirect.test":
+        return new Response(null, { status: 302, headers: { location: `${origin}/jwks` } });
+      case "slow.test": // answers after the worker's 3 s JWKS timeout
+        return new Promise((resolve) => setTimeout(() => resolve(json({ keys: [rsa.pub, ec.pub] })), SLOW_MS));
     }
     return json({ error: "not found" }, 404);
   }

@@ -183,6 +183,12 @@ describe("the identity cookie (IDENTITY_COOKIE)", () => {
 });
 
 describe("the provider's keys", () => {
+  it("refuses tokens with 401 key-unknown when the provider publishes an empty key set", async () => {
+    const res = await call("/auth", { headers: { Authorization: `Bearer ${await token()}` } }, { JWKS_URL: "https://empty.test/jwks" });
+    expect(res.status).toBe(401);
+    expect((await problemOf(res)).type).toBe(`${PROBLEM_TYPE_PREFIX}identity-token-key-unknown`);
+  });
+
   const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
   const authorized = async () => ({ headers: { Authorization: `Bearer ${await token()}` } });
 
@@ -221,6 +227,9 @@ describe("the provider's keys", () => {
     ["the JWKS answers HTML", { JWKS_URL: "https://html.test/jwks" }],
     ["discovery answers 500", { JWT_ISSUER: "https://down.test/" }],
     ["discovery names another issuer", { JWT_ISSUER: "https://liar.test/" }],
+    ["the JWKS is not valid JSON", { JWKS_URL: "https://badjson.test/jwks" }],
+    ["the JWKS redirects (a JWKS URL must answer itself)", { JWKS_URL: "https://redirect.test/jwks" }],
+    ["the JWKS answers only after the 3 s timeout", { JWKS_URL: "https://slow.test/jwks" }],
   ])("answers 503 with Retry-After when %s, and issues nothing", async (_name, overrides) => {
     const issuer = overrides.JWT_ISSUER ?? ISSUER;
     const jwt = await token({ claims: { iss: issuer } });
