@@ -172,22 +172,27 @@ async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => 
 /** The provider's keys, fetched now. Any failure (timeout, not 200, not a JWKS) is `identity-provider-unavailable`. */
 async function fetchKeys(jwksUrl: string): Promise<Keys> {
   const fetchedAt = Date.now();
+  const jwks = await fetchJson<JSONWebKeySet>(jwksUrl, "application/jwk-set+json, application/json", JWKS_FETCH_TIMEOUT_MS, unavailable);
+  try {
+    return { jwks, fetchedAt, askedAt: fetchedAt, getKey: createLocalJWKSet(jwks) };
+  } catch {
+    throw unavailable("not a JWKS");
+  }
+}
+
+/** GETs a JSON document from the provider; any failure (timeout, network, not 200, not JSON) is `fail(why)`. */
+async function fetchJson<T>(url: string, accept: string, timeoutMs: number, fail: (why: string) => Problem): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(jwksUrl, {
-      headers: { accept: "application/jwk-set+json, application/json" },
-      redirect: "manual",
-      signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS),
-    });
+    response = await fetch(url, { headers: { accept }, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "network error");
+    throw fail((error as Error).name === "TimeoutError" ? "timed out" : "network error");
   }
-  if (response.status !== 200) throw unavailable(`HTTP ${response.status}`);
+  if (response.status !== 200) throw fail(`HTTP ${response.status}`);
   try {
-    const jwks = await response.json<JSONWebKeySet>();
-    return { jwks, fetchedAt, askedAt: fetchedAt, getKey: createLocalJWKSet(jwks) };
+    return await response.json<T>();
   } catch (error) {
-    throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "not a JWKS");
+    throw fail((error as Error).name === "TimeoutError" ? "timed out" : "not JSON");
   }
 }
 
@@ -242,23 +247,7 @@ async function fetchDiscovery(issuer: string): Promise<string> {
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
   const fail = (why: string) =>
     new Problem("identity-provider-unavailable", `OIDC discovery at ${url} failed: ${why}.`);
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      headers: { accept: "application/json" },
-      redirect: "manual",
-      signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS),
-    });
-  } catch (error) {
-    throw fail((error as Error).name === "TimeoutError" ? "timed out" : "network error");
-  }
-  if (response.status !== 200) throw fail(`HTTP ${response.status}`);
-  let doc: { issuer?: unknown; jwks_uri?: unknown };
-  try {
-    doc = await response.json();
-  } catch {
-    throw fail("not JSON");
-  }
+  const doc = await fetchJson<{ issuer?: unknown; jwks_uri?: unknown } | null>(url, "application/json", DISCOVERY_TIMEOUT_MS, fail);
   // OIDC Discovery 1.0 section 4.3: the document's issuer must be the one we asked.
   if (doc?.issuer !== issuer) throw fail("its issuer differs from the configured issuer");
   const jwksUri = doc.jwks_uri;
