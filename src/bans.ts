@@ -8,6 +8,8 @@
  * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
  * extra reads. The full schema is in the README.
  */
+import type { Config } from "./config";
+import type { Identity } from "./identity";
 import { BAN_LOOKUP_TIMEOUT_MS, KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
 import { Problem } from "./errors";
 
@@ -28,6 +30,19 @@ export interface Ban {
   readonly reason: string | undefined;
   /** When the ban ends; undefined for an indefinite ban. */
   readonly until: Date | undefined;
+}
+
+/**
+ * Refuses a banned user with 403 `user-banned` (so ably-js stops retrying): first by a role in the
+ * verified token, which costs no KV read, then by the ban list.
+ */
+export async function refuseBanned(identity: Identity, config: Config): Promise<void> {
+  const role = bannedRole(identity.roles, identity.provider.bannedRolePattern);
+  if (role !== undefined) throw new Problem("user-banned", `You are banned (role ${role}).`);
+  const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen);
+  if (ban) {
+    throw new Problem("user-banned", ban.reason ? `You are banned: ${ban.reason}` : "You are banned from this app.");
+  }
 }
 
 /**
@@ -65,7 +80,7 @@ export function parseBan(value: string, now: Date): Ban | null {
 }
 
 /** The first of `roles` that matches the banned-role pattern, or undefined. */
-export function bannedRole(roles: readonly string[], pattern: RegExp): string | undefined {
+function bannedRole(roles: readonly string[], pattern: RegExp): string | undefined {
   return roles.find((role) => pattern.test(role));
 }
 

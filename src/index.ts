@@ -13,7 +13,7 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { grantFor, signAblyToken } from "./ably-token";
 import { admin, adminAuth } from "./admin";
-import { banFor, bannedRole } from "./bans";
+import { refuseBanned } from "./bans";
 import { loadConfig } from "./config";
 import { type AppEnv, allowMethods, withConfig } from "./context";
 import { originGuard } from "./cors";
@@ -73,16 +73,7 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   c.set("issuer", identity.issuer);
   await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");
 
-  const role = bannedRole(identity.roles, identity.provider.bannedRolePattern);
-  if (role !== undefined) throw new Problem("user-banned", `You are banned (role ${role}).`);
-  const ban = await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen);
-  if (ban) {
-    throw new Problem(
-      "user-banned",
-      ban.reason ? `You are banned: ${ban.reason}` : "You are banned from this app.",
-    );
-  }
-
+  await refuseBanned(identity, config);
   const jwt = await signAblyToken(grantFor(identity, params, config), config.ablyKey);
   c.set("outcome", "issued");
   return c.body(jwt, 200, { "Content-Type": "application/jwt", "Cache-Control": "no-store" });
