@@ -4,13 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { call, getToken, keys, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
-
-const form = (body: string, jwt: string) => ({
-  method: "POST",
-  headers: { Authorization: `Bearer ${jwt}`, "Content-Type": "application/x-www-form-urlencoded" },
-  body,
-});
+import { getToken, keys, postToken, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
 
 describe("a verified caller gets an Ably JWT", () => {
   it("answers 200 with the bare JWT as application/jwt, never cached", async () => {
@@ -101,7 +95,7 @@ describe("token parameters may narrow what is issued, never widen it", () => {
 
   it("reads POST parameters from the form body, as ably-js sends them with authMethod POST", async () => {
     const capability = encodeURIComponent('{"private:alice":["subscribe"]}');
-    const res = await call("/auth", form(`ttl=120000&capability=${capability}&rnd=123`, await token()));
+    const res = await postToken(await token(), `ttl=120000&capability=${capability}&rnd=123`);
     expect(res.status).toBe(200);
     const claims = await verifyAsAbly(await res.text());
     expect(claims.ttl).toBe(120);
@@ -109,16 +103,12 @@ describe("token parameters may narrow what is issued, never widen it", () => {
   });
 
   it("ignores token parameters in the query string of a POST", async () => {
-    const res = await call("/auth?ttl=5000", form("", await token()));
+    const res = await postToken(await token(), "", undefined, "/auth?ttl=5000");
     expect((await verifyAsAbly(await res.text())).ttl).toBe(3600);
   });
 
   it("refuses a POST body that is not form-encoded with 415", async () => {
-    const res = await call("/auth", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${await token()}`, "Content-Type": "application/json" },
-      body: '{"ttl":1000}',
-    });
+    const res = await postToken(await token(), '{"ttl":1000}', "application/json");
     expect(res.status).toBe(415);
   });
 

@@ -74,6 +74,11 @@ export async function getToken(
   return call(`/auth${query}`, { headers: { Authorization: `Bearer ${jwt}`, ...headers } }, overrides);
 }
 
+/** POST /auth with `body`, as ably-js sends token parameters with authMethod "POST". */
+export function postToken(jwt: string, body: string, type = "application/x-www-form-urlencoded", path = "/auth") {
+  return call(path, { method: "POST", headers: { Authorization: `Bearer ${jwt}`, "Content-Type": type }, body });
+}
+
 /** Verifies an issued token the way Ably does (test/support/ably-token.ts) and returns its claims. */
 export const verifyAsAbly = (jwt: string) => verifyAblyToken(jwt, ABLY_KEY);
 

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { ALLOWED_ORIGIN, call, getToken, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
+import { ALLOWED_ORIGIN, call, getToken, postToken, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
 
 const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
@@ -124,11 +124,7 @@ describe("token parameter syntax (400), checked before the identity token is ver
   });
 
   it("refuses the same in a POST body", async () => {
-    const res = await call("/auth", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${await token()}`, "Content-Type": "application/x-www-form-urlencoded" },
-      body: "ttl=abc",
-    });
+    const res = await postToken(await token(), "ttl=abc");
     expect(res.status).toBe(400);
   });
 
@@ -142,11 +138,7 @@ describe("token parameter syntax (400), checked before the identity token is ver
 
 describe("sizes are bounded before anything is parsed", () => {
   it("refuses a body over 16 KiB with 413", async () => {
-    const res = await call("/auth", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${await token()}`, "Content-Type": "application/x-www-form-urlencoded" },
-      body: `rnd=${"x".repeat(3 * 1024 * 1024)}`,
-    });
+    const res = await postToken(await token(), `rnd=${"x".repeat(3 * 1024 * 1024)}`);
     expect(res.status).toBe(413);
     expect(await typeOf(res)).toBe("request-too-large");
   });
