@@ -61,7 +61,7 @@ export function grantFor(
  * roleCapabilities, else ROLE_CAPABILITIES), `{clientId}` filled in, and never wider than the key
  * itself may grant (ABLY_KEY_CAPABILITY).
  */
-export function grantedCapability(identity: Identity, config: Config): Capability {
+function grantedCapability(identity: Identity, config: Config): Capability {
   const base = identity.provider.capability ?? config.grant;
   const byRole = identity.provider.roleCapabilities ?? config.roleCapabilities;
   const forRoles = identity.roles.filter((role) => Object.hasOwn(byRole, role)).map((role) => byRole[role]!);

@@ -102,6 +102,3 @@ export function problemResponse(c: Context, problem: Problem, requestId?: string
     "Content-Type": "application/problem+json",
   });
 }
-
-/** Every problem code with its status and title, for documentation and tests. */
-export const problemCatalog: Readonly<Record<ProblemCode, readonly [number, string]>> = CATALOG;

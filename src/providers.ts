@@ -23,7 +23,7 @@ interface Preset {
 /** A bare host name, optionally with a port: no scheme, path or credentials to confuse a URL. */
 const HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:\d{1,5})?$/i;
 
-export const PRESETS: Readonly<Record<string, Preset>> = {
+const PRESETS: Readonly<Record<string, Preset>> = {
   // Access tokens for your API (requested with `audience`); iss keeps Auth0's trailing slash.
   auth0: {
     params: ["domain"],
@@ -177,7 +177,7 @@ const FACT_SHAPES: Readonly<Record<string, RegExp>> = {
 };
 
 /** Fields a preset consumes (its facts) and never passes on as generic fields. */
-export const presetFacts = (name: string): readonly string[] => {
+const presetFacts = (name: string): readonly string[] => {
   const preset = PRESETS[name];
   return preset ? [...preset.params, ...(preset.optional ?? [])] : [];
 };
