@@ -82,8 +82,10 @@ async function requestAblyToken(
       headers: { Authorization: `Bearer ${identityToken}`, Accept: "application/jwt" },
     });
   } catch (cause) {
-    // No identity token or no answer: nothing the endpoint refused, so let ably-js retry.
-    throw new AuthEndpointError(`Could not reach the auth endpoint: ${String(cause)}`, 401, AUTH_CALLBACK_FAILED);
+    // No identity token or no answer: nothing the endpoint refused, so let ably-js retry. The
+    // error's name only: a runtime's message may quote the header value, and so the token.
+    const name = cause instanceof Error ? cause.name : typeof cause;
+    throw new AuthEndpointError(`Could not reach the auth endpoint (${name})`, 401, AUTH_CALLBACK_FAILED);
   }
   const body = await response.text().catch(() => "");
   if (response.ok) {

@@ -108,12 +108,13 @@ function parseBanRequest(
   const { reason, ttlSeconds, bannedBy, ...unknown } = value as Record<string, unknown>;
   const extra = Object.keys(unknown);
   if (extra.length > 0) throw invalid(`Unknown fields: ${extra.join(", ")}; use reason, ttlSeconds, bannedBy.`);
-  const bytes = (s: string) => new TextEncoder().encode(s).length;
-  if (reason !== undefined && (typeof reason !== "string" || bytes(reason) > MAX_BAN_REASON_BYTES)) {
-    throw invalid(`reason must be a string of at most ${MAX_BAN_REASON_BYTES} bytes.`);
+  // Counted as stored: JSON-escaped UTF-8, in which one `"` is two bytes and a control character six.
+  const storedBytes = (s: string) => new TextEncoder().encode(JSON.stringify(s)).length - 2;
+  if (reason !== undefined && (typeof reason !== "string" || storedBytes(reason) > MAX_BAN_REASON_BYTES)) {
+    throw invalid(`reason must be a string of at most ${MAX_BAN_REASON_BYTES} bytes as stored (JSON-escaped UTF-8).`);
   }
-  if (bannedBy !== undefined && (typeof bannedBy !== "string" || bytes(bannedBy) > MAX_BANNED_BY_BYTES)) {
-    throw invalid(`bannedBy must be a string of at most ${MAX_BANNED_BY_BYTES} bytes.`);
+  if (bannedBy !== undefined && (typeof bannedBy !== "string" || storedBytes(bannedBy) > MAX_BANNED_BY_BYTES)) {
+    throw invalid(`bannedBy must be a string of at most ${MAX_BANNED_BY_BYTES} bytes as stored (JSON-escaped UTF-8).`);
   }
   const ttlOk = typeof ttlSeconds === "number" && Number.isInteger(ttlSeconds) && ttlSeconds >= 1 && ttlSeconds <= MAX_BAN_TTL_SECONDS;
   if (ttlSeconds !== undefined && !ttlOk) {

@@ -50,14 +50,50 @@ export function parseCapability(json: string): Capability {
   return canonical(entries as [string, string[]][]);
 }
 
-/** The capability with every `{clientId}` in its resource names replaced by `clientId`. */
+/**
+ * The capability with `{clientId}` in its resource names replaced by `clientId`. Split and joined,
+ * never `replace`: a replacement string gives `$'`, `$&` and `$$` a meaning, and a user id may hold them.
+ */
 export function instantiate(template: Capability, clientId: string): Capability {
   return canonical(
-    Object.entries(template).map(([resource, ops]) => [
-      resource.replaceAll(CLIENT_ID_PLACEHOLDER, clientId),
-      [...ops],
-    ]),
+    Object.entries(template).map(([resource, ops]) => [resource.split(CLIENT_ID_PLACEHOLDER).join(clientId), [...ops]]),
   );
+}
+
+/**
+ * Why a granted resource name is not a usable template, or undefined. `{clientId}` may appear at
+ * most once, as a whole `:` segment (`private:{clientId}`, `dm:{clientId}:*`): then a clientId that
+ * is one segment after its provider's prefix (client-id.ts) can never reach into another user's
+ * channels, which `user-{clientId}` or `{clientId}x:*` would allow (`a` would cover `ax:…`).
+ */
+export function templateFault(resource: string): string | undefined {
+  const parts = resource.split(CLIENT_ID_PLACEHOLDER);
+  if (parts.length === 1) return undefined;
+  if (parts.length > 2) return `uses ${CLIENT_ID_PLACEHOLDER} more than once in ${JSON.stringify(resource)}`;
+  const [before, after] = parts as [string, string];
+  if ((before === "" || before.endsWith(":")) && (after === "" || after.startsWith(":"))) return undefined;
+  return `must have ${CLIENT_ID_PLACEHOLDER} as a whole segment between colons in ${JSON.stringify(resource)}`;
+}
+
+/**
+ * Two templated resource names whose instances for two different users could name the same
+ * channel, or undefined. Instances of one template never meet (see templateFault); two templates
+ * are safe when `{clientId}` sits at the same segment index in both, or when a literal segment
+ * before either placeholder tells their channels apart (`private:{clientId}`, `org:acme:{clientId}`).
+ * Anything else (`x:{clientId}` and `{clientId}:y`: users `y` and `x` both get `x:y`) is refused.
+ */
+export function templateClash(resources: readonly string[]): [string, string] | undefined {
+  const heads = [...new Set(resources)]
+    .filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))
+    .map((r) => ({ resource: r, segments: r.slice(0, r.indexOf(CLIENT_ID_PLACEHOLDER)).split(":").slice(0, -1) }));
+  for (const [i, a] of heads.entries()) {
+    for (const b of heads.slice(i + 1)) {
+      if (a.segments.length === b.segments.length) continue;
+      const told = a.segments.some((s, k) => k < b.segments.length && s !== "*" && b.segments[k] !== "*" && s !== b.segments[k]);
+      if (!told) return [a.resource, b.resource];
+    }
+  }
+  return undefined;
 }
 
 /** Everything any of `capabilities` allows: resources merged, operations united. */
@@ -66,15 +102,15 @@ export function union(...capabilities: Capability[]): Capability {
 }
 
 /**
- * The part of `requested` that `granted` allows: for each pair of resources where one pattern
- * covers the other, the narrower resource with the operations both allow. Never wider than
- * `granted`; empty (`{}`) when nothing is left.
+ * The part of `requested` that `granted` allows: for each pair of resources, the names both match
+ * (see `meet`) with the operations both allow. Exactly what both allow, never wider than `granted`;
+ * empty (`{}`) when nothing is left.
  */
 export function intersect(requested: Capability, granted: Capability): Capability {
   const result: [string, string[]][] = [];
   for (const [want, wantOps] of Object.entries(requested)) {
     for (const [have, haveOps] of Object.entries(granted)) {
-      const resource = covers(have, want) ? want : covers(want, have) ? have : undefined;
+      const resource = meet(want, have);
       if (resource === undefined) continue;
       const ops = intersectOperations(wantOps, haveOps);
       if (ops.length > 0) result.push([resource, ops]);
@@ -89,15 +125,39 @@ export function stringifyCapability(capability: Capability): string {
 }
 
 /**
- * Whether every channel matched by `pattern` is also matched by `wider`. A pattern form not listed
- * at the top of this file only covers itself: unknown forms are never treated as wildcards.
+ * The resource name matching exactly the names both `a` and `b` match, or undefined when none.
+ * Ably's forms: `[*]*` matches every name; `[q]*` every name qualified `[q]`; any other name that
+ * starts with `[` only itself. An unqualified name is `:` segments, where `*` as a whole segment
+ * matches one segment, or, as the last, one or more (`*` alone: every unqualified channel).
  */
-function covers(wider: string, pattern: string): boolean {
-  if (wider === pattern || wider === "[*]*") return true;
-  if (pattern.startsWith("[")) return false;
-  if (wider === "*") return true;
-  return wider.endsWith(":*") && pattern.startsWith(wider.slice(0, -1));
+function meet(a: string, b: string): string | undefined {
+  if (a === b || b === ANY_RESOURCE) return a;
+  if (a === ANY_RESOURCE) return b;
+  const qa = a.startsWith("[");
+  const qb = b.startsWith("[");
+  if (qa || qb) {
+    if (isQualifierWildcard(a) && qb && b.startsWith(a.slice(0, -1))) return b;
+    if (isQualifierWildcard(b) && qa && a.startsWith(b.slice(0, -1))) return a;
+    return undefined;
+  }
+  const [x, y] = [a.split(":"), b.split(":")];
+  // Let x be the one whose trailing wildcard (if any) comes first: it ends the shared part.
+  const [short, long] = endsOpen(x) && (!endsOpen(y) || x.length <= y.length) ? [x, y] : [y, x];
+  if (endsOpen(short) ? long.length < short.length : long.length !== short.length) return undefined;
+  const fixed = endsOpen(short) ? short.length - 1 : short.length;
+  const segments: string[] = [];
+  for (let i = 0; i < fixed; i++) {
+    const s = short[i]!;
+    const l = long[i]!;
+    if (s !== l && s !== "*" && l !== "*") return undefined;
+    segments.push(s === "*" ? l : s);
+  }
+  return [...segments, ...long.slice(fixed)].join(":");
 }
+
+const ANY_RESOURCE = "[*]*";
+const endsOpen = (segments: readonly string[]) => segments[segments.length - 1] === "*";
+const isQualifierWildcard = (name: string) => /^\[[^\]]+\]\*$/.test(name) && name !== ANY_RESOURCE;
 
 function intersectOperations(a: readonly string[], b: readonly string[]): string[] {
   if (a.includes(ANY_OPERATION)) return [...b];

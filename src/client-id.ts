@@ -1,15 +1,24 @@
 /**
- * What may be a clientId: it becomes a KV key (at most 512 bytes, never `.` or `..`) and is placed
- * into capability templates, where `*`, `[` or `]` could widen what is granted.
+ * What may be a clientId, and which one a verified user gets. A clientId becomes a KV key (at most
+ * 512 bytes, well-formed UTF-16 so KV can encode it, never `.` or `..`) and fills capability
+ * templates, where `*`, `[` or `]` could widen what is granted.
+ *
+ * A user's clientId is their provider's `clientIdPrefix` followed by the user id, and the user id
+ * is one channel segment: it holds no `:`. With templates placing `{clientId}` as a whole segment
+ * (capability.ts), that is what keeps users apart: `alice` can never own `dm:alice:bob:*`, the
+ * channels of a user `alice:bob`, because no such user can exist.
  */
 import { MAX_CLIENT_ID_BYTES } from "./constants";
 
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const FORBIDDEN = /[*[\]\u0000-\u001f\u007f-\u009f]/;
+/** A lone surrogate: with the u flag a well-formed pair is one code point and does not match. */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** Why `value` cannot be a clientId, or undefined when it can. */
 export function clientIdFault(value: unknown): string | undefined {
   if (typeof value !== "string" || value === "") return "is not a non-empty string";
+  if (LONE_SURROGATE.test(value)) return "is not well-formed Unicode (a lone surrogate)";
   if (new TextEncoder().encode(value).length > MAX_CLIENT_ID_BYTES) {
     return `is longer than ${MAX_CLIENT_ID_BYTES} bytes`;
   }
@@ -17,4 +26,23 @@ export function clientIdFault(value: unknown): string | undefined {
     return "contains characters a clientId may not have (*, [, ], control characters) or is . or ..";
   }
   return undefined;
+}
+
+/**
+ * The clientId of `userId` from the provider with `prefix`, or why it cannot have one. `prefixes`
+ * are every configured provider's: two providers' users never share a clientId, because an id that
+ * falls inside a longer prefix (`corp:` + `eu:alice` with another provider at `corp:eu:`) or is a
+ * segment-wise beginning of one (`corp` beside a provider at `corp:`) is refused. Equal prefixes of
+ * two providers are refused when the configuration is read.
+ */
+export function clientIdFor(userId: unknown, prefix: string, prefixes: readonly string[]): { id: string } | { fault: string } {
+  if (typeof userId === "string" && userId.includes(":")) {
+    return { fault: "contains a colon, which separates channel segments" };
+  }
+  const fault = clientIdFault(userId) ?? (prefix === "" ? undefined : clientIdFault(prefix + (userId as string)));
+  if (fault) return { fault };
+  const id = prefix + (userId as string);
+  const other = prefixes.find((p) => (p.length > prefix.length && id.startsWith(p)) || p.startsWith(`${id}:`));
+  if (other !== undefined) return { fault: `falls inside the clientIds of the provider with prefix ${JSON.stringify(other)}` };
+  return { id };
 }

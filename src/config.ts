@@ -6,7 +6,7 @@
  * one, or IDENTITY_PROVIDERS lists several (generic entries or presets, see providers.ts); setting
  * both is a configuration error, so no issuer is ever trusted by accident.
  */
-import { type Capability, CapabilityError, parseCapability } from "./capability";
+import { type Capability, CapabilityError, parseCapability, templateClash, templateFault } from "./capability";
 import { parseProviderList } from "./provider-list";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./rate-limit";
@@ -45,9 +45,9 @@ export interface ClaimRule {
   /** Where the value is: the verified payload or the protected header. */
   readonly in: "payload" | "header";
   readonly name: string;
-  /** Accepted values, compared exactly. */
-  readonly oneOf: readonly string[];
-  /** Whether a token without it is refused (`requireClaims`) or passes (`claimsIfPresent`, `headersIfPresent`). */
+  /** Accepted values, compared exactly; undefined: any non-empty string (`true` in the entry). */
+  readonly oneOf: readonly string[] | undefined;
+  /** Whether a token without it is refused (`requireClaims`, `requireHeaders`) or passes (`claimsIfPresent`, `headersIfPresent`). */
   readonly required: boolean;
 }
 
@@ -198,6 +198,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     try {
       const parsed = parseCapability(typeof value === "string" ? value : JSON.stringify(value));
       if (Object.keys(parsed).length === 0) problems.push(`${where} grants nothing`);
+      for (const resource of Object.keys(parsed)) {
+        const fault = templateFault(resource);
+        if (fault) problems.push(`${where} ${fault}`);
+      }
       return parsed;
     } catch (e) {
       if (!(e instanceof CapabilityError)) throw e;
@@ -221,7 +225,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   const grant = capability("ABLY_CAPABILITY", jsonVar("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
   const keyCapability = capability("ABLY_KEY_CAPABILITY", jsonVar("ABLY_KEY_CAPABILITY") ?? DEFAULT_KEY_CAPABILITY);
   const rawRoleCapabilities = jsonVar("ROLE_CAPABILITIES");
-  const globalRoleCapabilities = rawRoleCapabilities === undefined
+  const globalRoleCapabilities: Readonly<Record<string, Capability>> = rawRoleCapabilities === undefined
     ? Object.freeze({})
     : roleCapabilities("ROLE_CAPABILITIES", rawRoleCapabilities);
   const clockToleranceSeconds = int(
@@ -296,6 +300,14 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       capability: undefined,
       roleCapabilities: undefined,
     });
+  }
+
+  const grants: Capability[] = [grant, ...Object.values(globalRoleCapabilities)];
+  for (const p of providers) grants.push(p.capability ?? {}, ...Object.values(p.roleCapabilities ?? {}));
+  const templates = grants.flatMap((c) => Object.keys(c));
+  const clash = templateClash(templates);
+  if (clash) {
+    problems.push(`capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`);
   }
 
   const allowedOrigins = list("ALLOWED_ORIGINS");

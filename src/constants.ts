@@ -114,8 +114,9 @@ export const KV_MIN_EXPIRATION_TTL_SECONDS = 60;
 export const ADMIN_LIST_PAGE_SIZE = 100;
 
 /**
- * Largest ban reason and "banned by" the admin API accepts, in UTF-8 bytes. The record also rides
- * as KV metadata, which KV caps at 1024 bytes: 500 + 100 + two timestamps fit with room to spare.
+ * Largest ban reason and "banned by" the admin API accepts, in bytes as stored: UTF-8 of the
+ * JSON-escaped text. The record also rides as KV metadata, which KV caps at 1024 bytes of JSON:
+ * 500 + 100 + two 24-byte timestamps + 54 bytes of field names and punctuation is 702.
  */
 export const MAX_BAN_REASON_BYTES = 500;
 export const MAX_BANNED_BY_BYTES = 100;
@@ -157,8 +158,11 @@ export const MIN_HMAC_SECRET_BYTES = 32;
  */
 export const NETLIFY_USER_CACHE_MS = 60_000;
 
-/** Most Netlify answers remembered per isolate: bounds the memory a flood of valid tokens can take. */
-export const NETLIFY_USER_CACHE_MAX_ENTRIES = 10_000;
+/**
+ * Most memory the remembered Netlify answers (token hash and roles) may take per isolate, in bytes:
+ * 2 MiB, under 2% of an isolate's 128 MB, yet room for ten thousand users with a few roles each.
+ */
+export const NETLIFY_CACHE_MAX_BYTES = 2_097_152;
 
 /** Asymmetric JWS algorithms an identity token may use. HS* and `none` never come through a JWKS. */
 export const ASYMMETRIC_ALGORITHMS = [

@@ -30,6 +30,7 @@ const CATALOG = {
   "identity-token-claim-missing": [401, "Identity token lacks a required claim"],
   "identity-token-claim-invalid": [401, "Identity token has an invalid claim"],
   "identity-token-rejected": [401, "Identity provider rejected the token"],
+  "identity-token-ambiguous": [401, "Identity token cookie sent more than once"],
   "client-id-invalid": [401, "Identity token's user id cannot be a clientId"],
   "parameter-invalid": [400, "Invalid token parameter"],
   "request-invalid": [400, "Invalid request"],

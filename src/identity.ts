@@ -3,14 +3,13 @@
  * provider's keys, and the clientId it proves. Touches the request's headers, never its body.
  */
 import type { Context } from "hono";
-import { getCookie } from "hono/cookie";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify, type ProtectedHeaderParameters } from "jose";
 import type { ProviderConfig } from "./config";
-import { clientIdFault } from "./client-id";
+import { clientIdFor } from "./client-id";
 import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
-import { netlifyUser } from "./netlify";
+import { netlifyRoles } from "./netlify";
 
 /** A verified caller. */
 export interface Identity {
@@ -33,16 +32,30 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
  * The identity token: `Authorization: Bearer`, else the bare token in the header a provider names
  * (Cloudflare Access's Cf-Access-Jwt-Assertion), else the cookie named by IDENTITY_COOKIE.
  * Never the query string or body, where tokens end up in logs.
+ *
+ * The header and the cookie are credentials the browser attaches by itself (Access adds its header
+ * from its own cookie), also to an `<img>` or a navigation from another site, which send no
+ * `Origin`. So they count only on a request that proves where it comes from: an `Origin` (which
+ * originGuard has already checked) or `Sec-Fetch-Site: same-origin`. And a cookie sent twice, as a
+ * same-site subdomain can plant one with a longer Path, is refused rather than guessed at.
  */
 export function identityToken(c: Context, cookieName: string | undefined, headerName?: string): string {
   const header = c.req.header("Authorization");
-  const raw = header ?? (headerName ? c.req.header(headerName) : undefined) ?? (cookieName ? getCookie(c, cookieName) : undefined);
+  const ambient = header === undefined ? ambientToken(c, cookieName, headerName) : undefined;
+  const raw = header ?? ambient;
   if (raw === undefined || raw === "") {
     throw new Problem(
       "identity-token-missing",
       "Send the identity token as `Authorization: Bearer <token>`.",
     );
   }
+  if (ambient !== undefined && c.req.header("Origin") === undefined && c.req.header("Sec-Fetch-Site") !== "same-origin") {
+    throw new Problem(
+      "origin-not-allowed",
+      "An identity token sent by cookie or by the browser is accepted only from this origin or ALLOWED_ORIGINS, and this request shows no Origin.",
+    );
+  }
+  // A header value is a byte string (one character per byte), so its length is its size.
   if (raw.length > MAX_IDENTITY_TOKEN_BYTES) {
     throw new Problem(
       "identity-token-too-large",
@@ -64,6 +77,24 @@ export function identityToken(c: Context, cookieName: string | undefined, header
     );
   }
   return token;
+}
+
+/** The token in the provider's header, else in the cookie; refused when the cookie is sent twice. */
+function ambientToken(c: Context, cookieName: string | undefined, headerName: string | undefined): string | undefined {
+  const fromHeader = headerName ? c.req.header(headerName) : undefined;
+  if (fromHeader !== undefined || !cookieName) return fromHeader;
+  const values = (c.req.header("Cookie") ?? "")
+    .split(";")
+    .map((pair) => pair.trim())
+    .filter((pair) => pair.startsWith(`${cookieName}=`))
+    .map((pair) => pair.slice(cookieName.length + 1));
+  if (values.length > 1) {
+    throw new Problem(
+      "identity-token-ambiguous",
+      `The ${cookieName} cookie was sent ${values.length} times; clear the stale one (a __Host- cookie name prevents this).`,
+    );
+  }
+  return values[0];
 }
 
 /**
@@ -93,9 +124,9 @@ export async function verifyIdentity(token: string, providers: readonly Provider
   let vouchedRoles: string[] = [];
   if (provider.netlifySite) {
     payload = checkClaimsLocally(unverified, provider);
-    const user = await netlifyUser(provider.netlifySite, token, payload.exp!);
     // The endpoint's user is current: a role given since the token was issued counts too.
-    vouchedRoles = provider.rolesClaim ? rolesAt(user, provider.rolesClaim) : [];
+    const path = provider.rolesClaim;
+    vouchedRoles = [...await netlifyRoles(provider.netlifySite, token, payload.exp!, (user) => (path ? rolesAt(user, path) : []))];
   } else {
     // A symmetric algorithm only ever meets this provider's own secret, an asymmetric one only its
     // JWKS: the token's alg can never make a public key into an HMAC secret.
@@ -129,7 +160,7 @@ export async function verifyIdentity(token: string, providers: readonly Provider
   checkRules(provider, header, payload);
   const roles = provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [];
   return {
-    clientId: clientIdFrom(payload, provider),
+    clientId: clientIdFrom(payload, provider, providers),
     issuer: provider.issuer,
     provider,
     expiresAt: payload.exp as number,
@@ -186,10 +217,11 @@ function checkRules(provider: ProviderConfig, header: ProtectedHeaderParameters,
       throw new Problem("identity-token-claim-missing", `The identity token has no ${rule.name} ${where}.`);
     }
     const value = source[rule.name];
-    if (typeof value !== "string" || !rule.oneOf.includes(value)) {
+    if (typeof value !== "string" || value === "" || (rule.oneOf && !rule.oneOf.includes(value))) {
+      const expected = rule.oneOf ? rule.oneOf.join(" or ") : "a non-empty string";
       throw new Problem(
         "identity-token-claim-invalid",
-        `The identity token's ${rule.name} ${where} must be ${rule.oneOf.join(" or ")}: another kind of token from the same provider.`,
+        `The identity token's ${rule.name} ${where} must be ${expected}: another kind of token from the same provider.`,
       );
     }
   }
@@ -207,14 +239,14 @@ function rolesAt(payload: Readonly<Record<string, unknown>>, path: readonly stri
 }
 
 /** The clientId a verified payload proves (the provider's prefix, then the claim), or 401 when it could not safely be one. */
-function clientIdFrom(payload: JWTPayload, provider: ProviderConfig): string {
+function clientIdFrom(payload: JWTPayload, provider: ProviderConfig, providers: readonly ProviderConfig[]): string {
   const claim = provider.clientIdClaim;
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  let fault = value === undefined ? "is missing" : clientIdFault(value);
-  // The prefix must not make an acceptable id unacceptable (too long) unnoticed.
-  if (!fault && provider.clientIdPrefix) fault = clientIdFault(provider.clientIdPrefix + (value as string));
-  if (fault) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${fault}.`);
-  return provider.clientIdPrefix + (value as string);
+  const result = value === undefined
+    ? { fault: "is missing" }
+    : clientIdFor(value, provider.clientIdPrefix, providers.map((p) => p.clientIdPrefix));
+  if ("fault" in result) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${result.fault}.`);
+  return result.id;
 }
 
 /** Maps jose's stable error codes to ours; the detail says which check failed. */

@@ -28,9 +28,9 @@ import {
   JWKS_FETCH_TIMEOUT_MS,
   JWKS_REFRESH_SPREAD_MS,
   JWKS_STALE_IF_ERROR_MS,
-  UPSTREAM_TIMEOUT_MS,
 } from "./constants";
 import { Problem } from "./errors";
+import { forgetFlights, singleFlight } from "./single-flight";
 
 /** A provider's key set as this location last got it, as stored in the Cache API. Times in ms since the epoch. */
 interface KeySet {
@@ -46,10 +46,16 @@ interface Keys extends KeySet {
   readonly getKey: JWTVerifyGetKey;
 }
 
-/** This isolate's keys and its one refresh in flight, each by jwksCacheKey(issuer, JWKS URL). */
+/** This isolate's keys by jwksCacheKey(issuer, JWKS URL), and its discovered JWKS URLs by issuer. */
 const keys = new Map<string, Keys>();
-const refreshing = new Map<string, Promise<Keys>>();
-const discovered = new Map<string, { readonly jwksUrl: Promise<string>; readonly until: number }>();
+const discovered = new Map<string, Discovery>();
+
+/** An issuer's JWKS URL from its discovery document, as this isolate or location last got it. Times in ms. */
+interface Discovery {
+  readonly jwksUrl: string;
+  readonly fetchedAt: number;
+  readonly askedAt: number;
+}
 
 /** How much before JWKS_CACHE_MAX_AGE_MS this isolate refreshes; drawn on first use, not at global scope. */
 let earliness: number | undefined;
@@ -112,35 +118,14 @@ async function keyFor(set: Keys, ...args: Parameters<JWTVerifyGetKey>) {
   }
 }
 
-/**
- * The refresh of `id` this isolate has in flight, started if there is none: concurrent requests
- * share it. A request that joins another's waits at most UPSTREAM_TIMEOUT_MS: on Workers a cancelled
- * request (its client went away) takes its pending fetch with it, and a promise that never settles
- * must not hang every request that joined it (jose #509).
- */
+/** The refresh of `id` this isolate has in flight, started if there is none: concurrent requests share it. */
 function refresh(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boolean): Promise<Keys> {
-  const running = refreshing.get(id);
-  if (running) return joined(running, id);
-  const started: Promise<Keys> = load(id, jwksUrl, acceptCached).finally(() => {
-    if (refreshing.get(id) === started) refreshing.delete(id);
-  });
-  refreshing.set(id, started);
-  return started;
+  return singleFlight(id, () => load(id, jwksUrl, acceptCached), () => unavailable("timed out"));
 }
 
-async function joined(running: Promise<Keys>, id: string): Promise<Keys> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const gaveUp = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      if (refreshing.get(id) === running) refreshing.delete(id); // the next request starts afresh
-      reject(unavailable("timed out"));
-    }, UPSTREAM_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([running, gaveUp]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** Of two cached answers, the one the provider gave last. */
+function newest<T extends { readonly fetchedAt: number }>(a: T | undefined, b: T | undefined): T | undefined {
+  return !a || (b && b.fetchedAt > a.fetchedAt) ? b : a;
 }
 
 /**
@@ -159,8 +144,7 @@ async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => 
     next = await fetchKeys(jwksUrl);
   } catch (error) {
     const now = Date.now();
-    const mine = keys.get(id); // the newest of this isolate's keys and the location's
-    const last = !cached || (mine && mine.fetchedAt >= cached.fetchedAt) ? mine : cached;
+    const last = newest(keys.get(id), cached);
     if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
     next = { ...last, askedAt: now };
   }
@@ -219,28 +203,47 @@ export function jwksCacheKey(issuer: string, jwksUrl: string): string {
 export function forgetIsolateState(): void {
   resolvers = new WeakMap();
   keys.clear();
-  refreshing.clear();
+  forgetFlights();
   discovered.clear();
   earliness = undefined;
 }
 
-/** The `jwks_uri` of the issuer's OIDC discovery document, cached per isolate and per location; failures are not cached. */
-function discoverJwksUrl(issuer: string): Promise<string> {
+/**
+ * The `jwks_uri` of the issuer's OIDC discovery document, kept like the keys: fresh for
+ * DISCOVERY_CACHE_MS in this isolate and location; then asked again, one ask in flight per isolate;
+ * while the provider fails, the last good answer serves for up to JWKS_STALE_IF_ERROR_MS and the
+ * failed ask counts for the JWKS_COOLDOWN_MS, so an outage costs one ask per 30 s, not one per request.
+ */
+async function discoverJwksUrl(issuer: string): Promise<string> {
   const hit = discovered.get(issuer);
-  if (hit && hit.until > Date.now()) return hit.jwksUrl;
-  const jwksUrl = sharedDiscovery(issuer);
-  discovered.set(issuer, { jwksUrl, until: Date.now() + DISCOVERY_CACHE_MS });
-  jwksUrl.catch(() => discovered.delete(issuer));
-  return jwksUrl;
+  if (hit && isCurrent(hit)) return hit.jwksUrl;
+  const key = `https://${new URL(issuer).host}/.ably-edge-auth/discovery-v2?${new URLSearchParams({ issuer }).toString()}`;
+  return (await singleFlight(key, () => rediscover(issuer, key), () => unavailable("timed out"))).jwksUrl;
 }
 
-async function sharedDiscovery(issuer: string): Promise<string> {
-  const key = `https://${new URL(issuer).host}/.ably-edge-auth/discovery-v1?${new URLSearchParams({ issuer }).toString()}`;
-  const cached = await cacheGet(key);
-  if (typeof cached === "string") return cached;
-  const jwksUrl = await fetchDiscovery(issuer);
-  await cachePut(key, jwksUrl, DISCOVERY_CACHE_MS);
-  return jwksUrl;
+const isCurrent = (d: Discovery, now = Date.now()) => now < d.fetchedAt + DISCOVERY_CACHE_MS || now < d.askedAt + JWKS_COOLDOWN_MS;
+
+async function rediscover(issuer: string, key: string): Promise<Discovery> {
+  const stored = (await cacheGet(key)) as Partial<Discovery> | undefined;
+  const cached = typeof stored?.jwksUrl === "string" && Number.isFinite(stored.fetchedAt) && Number.isFinite(stored.askedAt)
+    ? (stored as Discovery)
+    : undefined;
+  let next: Discovery;
+  if (cached && isCurrent(cached)) {
+    next = cached;
+  } else {
+    const now = Date.now();
+    try {
+      next = { jwksUrl: await fetchDiscovery(issuer), fetchedAt: now, askedAt: now };
+    } catch (error) {
+      const last = newest(discovered.get(issuer), cached);
+      if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
+      next = { ...last, askedAt: now };
+    }
+    await cachePut(key, next, JWKS_STALE_IF_ERROR_MS);
+  }
+  discovered.set(issuer, next);
+  return next;
 }
 
 async function fetchDiscovery(issuer: string): Promise<string> {

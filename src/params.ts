@@ -32,6 +32,7 @@ export function sizeLimits(): MiddlewareHandler {
     },
   });
   return async function sizeLimits(c, next) {
+    // A URL's search is percent-encoded ASCII: its length is its size in bytes.
     if (new URL(c.req.url).search.length > MAX_QUERY_BYTES) {
       throw new Problem("request-too-large", `The query string is longer than ${MAX_QUERY_BYTES} bytes.`);
     }
@@ -74,8 +75,8 @@ function parseTtl(raw: string): number {
 }
 
 function parseRequestedCapability(raw: string): Capability {
-  if (raw.length > MAX_CAPABILITY_BYTES) {
-    throw invalid(`capability is longer than ${MAX_CAPABILITY_BYTES} characters.`);
+  if (new TextEncoder().encode(raw).length > MAX_CAPABILITY_BYTES) {
+    throw invalid(`capability is longer than ${MAX_CAPABILITY_BYTES} bytes (UTF-8).`);
   }
   try {
     return parseCapability(raw);

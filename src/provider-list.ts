@@ -43,18 +43,23 @@ export function parseProviderList(value: unknown, ctx: ListContext): { providers
     problems.push("IDENTITY_PROVIDERS must be a non-empty array of provider objects");
     return { providers: [], identityHeader: undefined };
   }
-  const parsed = (entries as RawProvider[]).flatMap((entry, i) => {
+  const byEntry = (entries as RawProvider[]).map((entry, i) => {
     const where = `IDENTITY_PROVIDERS[${i}]`;
     return expandPreset(entry, where, (m) => problems.push(m)).map((raw) => listedProvider(raw, where, ctx, headers));
   });
+  const parsed = byEntry.flat();
   const issuers = parsed.map((p) => p.issuer);
   if (new Set(issuers).size !== issuers.length) {
     problems.push("IDENTITY_PROVIDERS lists an issuer twice (at most one entry may have issuer null)");
   }
-  const names = new Set(parsed.map((p) => p.name));
-  if (names.size > 1 && parsed.some((p) => p.clientIdPrefix === "")) {
-    ctx.warnings.push("several identity providers without a clientIdPrefix each: their users' ids could collide");
-  }
+  // Two entries are two sets of people: with one prefix, the same user id in both would be one clientId.
+  const prefixes = byEntry.map((expanded) => expanded[0]?.clientIdPrefix);
+  prefixes.forEach((prefix, i) => {
+    const j = prefixes.indexOf(prefix);
+    if (prefix !== undefined && j < i) {
+      problems.push(`IDENTITY_PROVIDERS[${j}] and [${i}] have the same clientIdPrefix ${JSON.stringify(prefix)}: give each provider its own, or their users' ids collide`);
+    }
+  });
   if (headers.size > 1) problems.push("IDENTITY_PROVIDERS: only one tokenHeader may be configured across all providers");
   return { providers: parsed, identityHeader: [...headers][0] };
 }
@@ -154,9 +159,13 @@ function listedProvider(raw: RawProvider, where: string, ctx: ListContext, heade
       continue;
     }
     for (const [name, accepted] of Object.entries(value)) {
+      if (accepted === true) {
+        rules.push(Object.freeze({ in: place, name, oneOf: undefined, required }));
+        continue;
+      }
       const oneOf: unknown = typeof accepted === "string" ? [accepted] : accepted;
       if (!Array.isArray(oneOf) || oneOf.length === 0 || !oneOf.every((v) => typeof v === "string" && v !== "")) {
-        fault(`${field}.${name} must be a string or a non-empty list of strings`);
+        fault(`${field}.${name} must be a string, a non-empty list of strings, or true (any value)`);
         continue;
       }
       rules.push(Object.freeze({ in: place, name, oneOf: Object.freeze([...(oneOf as string[])]), required }));
@@ -194,12 +203,13 @@ function listedProvider(raw: RawProvider, where: string, ctx: ListContext, heade
 const PROVIDER_FIELDS: readonly string[] = [
   "name", "issuer", "jwksUrl", "audience", "noAudience", "algorithms", "secretBinding", "netlifySite",
   "clientIdClaim", "clientIdPrefix", "clockToleranceSeconds", "rolesClaim", "bannedRolePattern",
-  "requireClaims", "claimsIfPresent", "headersIfPresent", "capability", "roleCapabilities", "tokenHeader",
+  "requireClaims", "requireHeaders", "claimsIfPresent", "headersIfPresent", "capability", "roleCapabilities", "tokenHeader",
 ];
 
 /** The entry fields that hold claim rules: where the value is, and whether it must be there. */
 const RULE_FIELDS = [
   ["requireClaims", "payload", true],
+  ["requireHeaders", "header", true],
   ["claimsIfPresent", "payload", false],
   ["headersIfPresent", "header", false],
 ] as const;

@@ -35,7 +35,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
     }],
   },
   // Session tokens: no aud; `azp` is the page's origin (checked when present, as Clerk's SDK does);
-  // the `cat` header tells a session token from a JWT-template or M2M token signed by the same key.
+  // the `cat` header, required, tells a session token from a JWT-template or M2M token signed by the same key.
   clerk: {
     params: ["frontendApi"],
     expand: ({ frontendApi }, entry) => [{
@@ -45,7 +45,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
       algorithms: ["RS256"],
       noAudience: entry.audience === undefined,
       claimsIfPresent: { azp: entry.authorizedParties },
-      headersIfPresent: { cat: [CLERK_SESSION_CATEGORY] },
+      requireHeaders: { cat: [CLERK_SESSION_CATEGORY] },
     }],
   },
   // ID tokens (user.getIdToken()): aud is the project id.
@@ -90,7 +90,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
         return { name: `cognito (${host})`, issuer, jwksUrl: `${issuer}/.well-known/jwks.json`, algorithms: ["RS256"], rolesClaim: "cognito:groups", ...kind };
       }),
   },
-  // Access tokens for your own API. v2 and v1 tokens (the version follows the API's manifest, not
+  // Access tokens for your own API (delegated: with `scp`). v2 and v1 tokens (the version follows the API's manifest, not
   // the endpoint), each checked against its own issuer and `ver`; clientId is `oid`, stable per tenant.
   entra: {
     params: ["tenantId"],
@@ -104,7 +104,9 @@ const PRESETS: Readonly<Record<string, Preset>> = {
       algorithms: ["RS256"],
       clientIdClaim: "oid",
       rolesClaim: "roles",
-      requireClaims: { ver: version, tid: tenantId },
+      // `scp` (delegated scopes) is in every access token a user's app gets, never in an ID token,
+      // which the same keys sign with the same aud when the SPA and the API share a registration.
+      requireClaims: { ver: version, tid: tenantId, scp: true },
     })),
   },
   // Access tokens (payload `typ: Bearer`; ID and refresh tokens say `ID` and `Refresh`).

@@ -6,7 +6,7 @@
 import { base64url, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { call, ISSUER, keys, problemOf, token } from "./helpers";
+import { ALLOWED_ORIGIN, call, ISSUER, keys, problemOf, token } from "./helpers";
 
 const now = () => Math.floor(Date.now() / 1000);
 const enc = (value: unknown) => base64url.encode(JSON.stringify(value));
@@ -157,8 +157,37 @@ describe("identity tokens that pass", () => {
 describe("the identity cookie (IDENTITY_COOKIE)", () => {
   const withCookie = { IDENTITY_COOKIE: "id_token" };
 
-  it("is read when no Authorization header is sent", async () => {
-    const res = await call("/auth", { headers: { Cookie: `id_token=${await token()}` } }, withCookie);
+  it("is read when no Authorization header is sent, from the worker's own page", async () => {
+    const res = await call("/auth", { headers: { Cookie: `id_token=${await token()}`, "Sec-Fetch-Site": "same-origin" } }, withCookie);
+    expect(res.status).toBe(200);
+  });
+
+  // A browser attaches the cookie by itself, also to an <img> or a navigation from another site of
+  // the same registrable domain (SameSite=Strict lets it through), which sends no Origin.
+  it.each<[string, Record<string, string>, number, string?]>([
+    ["an allowed Origin", { Origin: ALLOWED_ORIGIN, "Sec-Fetch-Site": "cross-site" }, 200],
+    ["the worker's own Origin", { Origin: "https://auth.test" }, 200],
+    ["Sec-Fetch-Site same-origin without Origin (a same-origin GET)", { "Sec-Fetch-Site": "same-origin" }, 200],
+    ["no Origin and no Sec-Fetch-Site", {}, 403, "origin-not-allowed"],
+    ["an <img> from a same-site page: Sec-Fetch-Site same-site, no Origin", { "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image" }, 403, "origin-not-allowed"],
+    ["a navigation typed by the user: Sec-Fetch-Site none", { "Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate" }, 403, "origin-not-allowed"],
+    ["an Origin not on the list", { Origin: "https://evil.example" }, 403, "origin-not-allowed"],
+  ])("with %s: %i", async (_name, headers, status, code) => {
+    const res = await call("/auth", { headers: { Cookie: `id_token=${await token()}`, ...headers } }, withCookie);
+    expect(res.status).toBe(status);
+    if (code) expect((await problemOf(res)).type).toBe(PROBLEM_TYPE_PREFIX + code);
+  });
+
+  it("is refused when sent twice (a cookie planted by a sibling subdomain), whichever comes first", async () => {
+    const mine = await token({ claims: { sub: "victim" } });
+    const planted = await token({ claims: { sub: "attacker" } });
+    for (const cookie of [`id_token=${planted}; id_token=${mine}`, `id_token=${mine}; other=1; id_token=${planted}`]) {
+      const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin" } }, withCookie);
+      expect(res.status).toBe(401);
+      expect((await problemOf(res)).type).toBe(`${PROBLEM_TYPE_PREFIX}identity-token-ambiguous`);
+    }
+    // A cookie whose name merely ends like it is another cookie.
+    const res = await call("/auth", { headers: { Cookie: `x_id_token=${planted}; id_token=${mine}`, "Sec-Fetch-Site": "same-origin" } }, withCookie);
     expect(res.status).toBe(200);
   });
 

@@ -112,6 +112,8 @@ const ENTRA_V2 = {
   oid: "690222be-ff1a-4d56-abd1-7e4f7d38e474", preferred_username: "abeli@microsoft.com", rh: "I", roles: ["Reader"],
   scp: "access_as_user", sub: "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ", tid: FACTS.entraTenant, uti: "fqiBqXLPj0eQa82S-IYFAA", ver: "2.0",
 };
+/** An ID token of the same tenant and app: what the SPA holds, with the API's aud when they share a registration. */
+const ENTRA_V2_ID = { ...ENTRA_V2, scp: undefined, azp: undefined, azpacr: undefined, nonce: "123523", email: "abeli@microsoft.com" };
 const ENTRA_V1 = { ...ENTRA_V2, iss: `https://sts.windows.net/${FACTS.entraTenant}/`, aud: "api://my-api", ver: "1.0" };
 const KEYCLOAK = {
   jti: "d58f5dc8-fd8f-462b-8a19-716f8f83985b", iss: `${FACTS.keycloakUrl}/realms/${FACTS.keycloakRealm}`,
@@ -180,8 +182,11 @@ describe("every preset's real-shaped token is accepted, all ten providers in one
 
   it("Cloudflare Access application token, in the Cf-Access-Jwt-Assertion header", async () => {
     const jwt = await mint("cloudflare", CLOUDFLARE, { typ: "JWT" });
-    const res = await call("/auth", { headers: { "Cf-Access-Jwt-Assertion": jwt } }, ALL);
+    const res = await call("/auth", { headers: { "Cf-Access-Jwt-Assertion": jwt, "Sec-Fetch-Site": "same-origin" } }, ALL);
     expect(await issuedClientId(res)).toBe("cf:7335d417-61da-459d-899c-0a01c76a2f94");
+    // Access adds the header from its own cookie to any request, an <img> from another site too.
+    const fromImage = await call("/auth", { headers: { "Cf-Access-Jwt-Assertion": jwt, "Sec-Fetch-Site": "cross-site" } }, ALL);
+    await expectProblem(fromImage, 403, "origin-not-allowed");
   });
 
   it("takes IDENTITY_PROVIDERS as wrangler passes a JSON var: an array, not text", async () => {
@@ -203,6 +208,7 @@ describe("each provider's other tokens, signed by the same keys, are refused", (
     ["Auth0: an access token for another API", () => mint("auth0", { ...AUTH0, aud: ["https://other.example/api", `https://${FACTS.auth0Domain}/userinfo`] }), "identity-token-audience-mismatch"],
     ["Auth0: the issuer without its trailing slash", () => mint("auth0", { ...AUTH0, iss: `https://${FACTS.auth0Domain}` }), "identity-token-issuer-mismatch"],
     ["Clerk: a JWT-template token (cat header)", () => mint("clerk", CLERK, { cat: "cl_B7d4PD222AAA" }), "identity-token-claim-invalid"],
+    ["Clerk: a JWT-template token without the cat header", () => mint("clerk", CLERK, { typ: "JWT" }), "identity-token-claim-missing"],
     ["Clerk: azp of another origin", () => mint("clerk", { ...CLERK, azp: "https://evil.example" }, CLERK_HEADER), "identity-token-claim-invalid"],
     ["Firebase: a token for another project", () => mint("firebase", { ...FIREBASE, aud: "other-project" }), "identity-token-audience-mismatch"],
     ["Firebase: a session cookie (another issuer)", () => mint("firebase", { ...FIREBASE, iss: `https://session.firebase.google.com/${FACTS.firebaseProject}` }), "identity-token-issuer-mismatch"],
@@ -212,6 +218,8 @@ describe("each provider's other tokens, signed by the same keys, are refused", (
     ["Cognito: an ID token where an access token is expected", () => mint("cognitoId", COGNITO_ID), "identity-token-claim-invalid"],
     ["Cognito: an ID token stripped of token_use", () => mint("cognitoId", { ...COGNITO_ID, token_use: undefined }), "identity-token-claim-missing"],
     ["Cognito: an access token of another app client", () => mint("cognito", { ...COGNITO_ACCESS, client_id: "another-client" }), "identity-token-claim-invalid"],
+    ["Entra: the SPA's v2 ID token, SPA and API in one registration (same aud, no scp)", () => mint("entra", ENTRA_V2_ID), "identity-token-claim-missing"],
+    ["Entra: a v1 ID token (no scp)", () => mint("entra", { ...ENTRA_V2_ID, iss: `https://sts.windows.net/${FACTS.entraTenant}/`, ver: "1.0" }), "identity-token-claim-missing"],
     ["Entra: a v1 issuer with a v2 token's ver", () => mint("entra", { ...ENTRA_V1, ver: "2.0" }), "identity-token-claim-invalid"],
     ["Entra: another tenant's tid", () => mint("entra", { ...ENTRA_V2, tid: "00000000-0000-0000-0000-000000000001" }), "identity-token-claim-invalid"],
     ["Entra: a Microsoft Graph token", () => mint("entra", { ...ENTRA_V2, aud: "00000003-0000-0000-c000-000000000000" }), "identity-token-audience-mismatch"],
