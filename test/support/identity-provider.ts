@@ -7,7 +7,8 @@
  * second, real issuer whose JWKS reuses idp.test's kid), down.test (500), html.test (HTML at 200),
  * liar.test (discovery names another issuer), badjson.test (a JWKS that is not JSON), empty.test (an
  * empty key set), redirect.test (a 302 to the real JWKS), slow.test (answers after the worker's
- * timeout). GET /__fetches on any host reports fetch counts.
+ * timeout), outage.test (a real provider whose outage GET /__down starts and GET /__up ends).
+ * GET /__fetches on any host reports fetch counts.
  */
 import { exportJWK, generateKeyPair, type JWK } from "jose";
 
@@ -43,6 +44,7 @@ export async function identityProvider(origin = "https://idp.test") {
   ]);
   const issuer = `${origin}/`;
   const fetches = new Map<string, number>();
+  let outage = false;
   const json = (body: unknown, status = 200) =>
     new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 
@@ -57,6 +59,15 @@ export async function identityProvider(origin = "https://idp.test") {
     switch (host) {
       case "idp.test":
         if (discovery) return json({ issuer, jwks_uri: `${url.origin}/jwks` });
+        if (url.pathname === "/jwks") return json({ keys: [rsa.pub, ec.pub] });
+        break;
+      case "outage.test": // a real provider until GET /__down, again after GET /__up
+        if (url.pathname === "/__down" || url.pathname === "/__up") {
+          outage = url.pathname === "/__down";
+          return json({ outage });
+        }
+        if (outage) return json({ error: "outage" }, 503);
+        if (discovery) return json({ issuer: "https://outage.test/", jwks_uri: `${url.origin}/jwks` });
         if (url.pathname === "/jwks") return json({ keys: [rsa.pub, ec.pub] });
         break;
       case "other-idp.test":

@@ -99,7 +99,9 @@ export async function providerHosts() {
     const token = /^Bearer (\S+)$/.exec(request.headers.get("authorization") ?? "")?.[1];
     try {
       const { payload } = await jwtVerify(token ?? "", new TextEncoder().encode(netlifySecret), { algorithms: ["HS256"] });
-      return json({ id: payload.sub, aud: "", role: "", email: payload.email, app_metadata: payload.app_metadata ?? {}, user_metadata: {} });
+      // `pad_kib` (tests only) stands for the large user_metadata a real user object may carry.
+      const padding = "x".repeat(Number(payload.pad_kib ?? 0) * 1024);
+      return json({ id: payload.sub, aud: "", role: "", email: payload.email, app_metadata: payload.app_metadata ?? {}, user_metadata: { padding } });
     } catch {
       return json({ code: 401, msg: "Invalid token: signature is invalid" }, 401);
     }

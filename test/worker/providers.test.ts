@@ -7,7 +7,7 @@
 import { type JWK, type JWTPayload, importJWK, SignJWT } from "jose";
 import { beforeEach, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { forgetNetlifyAnswers } from "../../src/netlify";
+import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/netlify";
 import { FACTS, type Keyed, type ProviderKeys } from "../support/provider-hosts";
 import { call, getToken, problemOf, seen, testEnv, token as idpToken, verifyAsAbly } from "./helpers";
 
@@ -337,6 +337,23 @@ describe("Netlify Identity (hosted)", () => {
     const before = (await fetchCounts())[userPath] ?? 0;
     for (let i = 0; i < 3; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
     expect(((await fetchCounts())[userPath] ?? 0) - before).toBe(1);
+  });
+
+  it("shares one ask among concurrent requests with a new token", async () => {
+    const jwt = await mint({ secret: netlifySecret }, { ...NETLIFY, sub: "burst-user" });
+    const before = (await fetchCounts())[userPath] ?? 0;
+    const responses = await Promise.all(Array.from({ length: 20 }, () => getToken(jwt, "", {}, env)));
+    expect(new Set(responses.map((r) => r.status))).toEqual(new Set([200]));
+    expect(((await fetchCounts())[userPath] ?? 0) - before).toBe(1);
+  });
+
+  it("remembers only the roles: 40 users with 256 KiB of user_metadata each take under 8 KiB", async () => {
+    for (let i = 0; i < 40; i++) {
+      const jwt = await mint({ secret: netlifySecret }, { ...NETLIFY, sub: `big-user-${i}`, pad_kib: 256 });
+      expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    }
+    expect(netlifyCacheBytes()).toBeGreaterThan(0);
+    expect(netlifyCacheBytes()).toBeLessThan(8 * 1024);
   });
 
   it("bans by app_metadata.roles", async () => {

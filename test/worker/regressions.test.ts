@@ -1,0 +1,195 @@
+/**
+ * One test per hole an attack on the endpoint confirmed (SECURITY.md, "Holes found and closed"),
+ * each through the worker: the status, and the claims inside any token it issues.
+ */
+import { SignJWT } from "jose";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { DISCOVERY_CACHE_MS, JWKS_STALE_IF_ERROR_MS, MAX_BAN_REASON_BYTES, MAX_BAN_REASON_CHARS } from "../../src/constants";
+import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
+import { forgetIsolateState } from "../../src/jwks";
+import { call, getToken, keys, problemOf, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
+
+const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
+
+/** The issued token's clientId and capability, after checking the answer is 200. */
+async function issued(res: Response) {
+  const body = await res.text();
+  expect(res.status, body).toBe(200);
+  const claims = await verifyAsAbly(body);
+  return { clientId: claims.clientId, capability: claims.capability };
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("a user id with replacement patterns ($' $` $& $$) gets its own channel, never another's", () => {
+  const OWN = ["history", "presence", "publish", "subscribe"];
+  it.each(["bob$'", "bob$`", "bob$&", "bob$$", "$'bob", "b$1ob"])("sub %s", async (sub) => {
+    const jwt = await token({ claims: { sub } });
+    expect(await issued(await getToken(jwt))).toEqual({ clientId: sub, capability: { [`private:${sub}`]: OWN } });
+    const askForBobs = `?capability=${encodeURIComponent('{"private:bob":["*"]}')}`;
+    const res = await getToken(jwt, askForBobs);
+    expect(res.status).toBe(403);
+    expect(await typeOf(res)).toBe("capability-empty");
+  });
+
+  it("through CLIENT_ID_CLAIM=email", async () => {
+    const jwt = await token({ claims: { email: "bob$'@example.com" } });
+    const { capability } = await issued(await getToken(jwt, "", {}, { CLIENT_ID_CLAIM: "email" }));
+    expect(capability).toEqual({ "private:bob$'@example.com": OWN });
+  });
+
+  it("through a role's capability", async () => {
+    const env = { ROLES_CLAIM: "roles", ROLE_CAPABILITIES: '{"mod":{"mod-log:{clientId}":["publish"]}}' };
+    const jwt = await token({ claims: { sub: "bob$'", roles: ["mod"] } });
+    const { capability } = await issued(await getToken(jwt, "", {}, env));
+    expect(capability).toEqual({ "mod-log:bob$'": ["publish"], "private:bob$'": OWN });
+  });
+});
+
+describe("an identity provider outage longer than the discovery cache", () => {
+  const env = { JWT_ISSUER: "https://outage.test/" };
+  const outageToken = () => token({ claims: { iss: "https://outage.test/" } });
+  const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
+  afterEach(async () => void (await fetch("https://outage.test/__up")));
+
+  it("keeps verifying with the last good discovery and keys for 12 h, asking once per 30 s", async () => {
+    const jwt = await outageToken();
+    expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    await fetch("https://outage.test/__down");
+    const before = await fetches();
+    vi.spyOn(Date, "now").mockReturnValue(Date.now() + DISCOVERY_CACHE_MS + 60_000);
+    for (let i = 0; i < 20; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    forgetIsolateState(); // another isolate of the location
+    for (let i = 0; i < 5; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    const after = await fetches();
+    const asked = (path: string) => (after[path] ?? 0) - (before[path] ?? 0);
+    expect(asked("outage.test/.well-known/openid-configuration")).toBe(1);
+    expect(asked("outage.test/jwks")).toBeLessThanOrEqual(1);
+  });
+
+  it("answers 503 once the last good discovery is older than 12 h", async () => {
+    const jwt = await outageToken();
+    forgetIsolateState();
+    expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    await fetch("https://outage.test/__down");
+    vi.spyOn(Date, "now").mockReturnValue(Date.now() + JWKS_STALE_IF_ERROR_MS + 60_000);
+    const res = await getToken(jwt, "", {}, env);
+    expect(res.status).toBe(503);
+    expect(await typeOf(res)).toBe("identity-provider-unavailable");
+  });
+});
+
+describe("a ban reason counted in the bytes KV stores", () => {
+  const ADMIN_TOKEN = "regression-admin-token-0123456789abcdef";
+  seen.secrets.push(ADMIN_TOKEN);
+  const ban = (clientId: string, body: unknown) =>
+    call(`/admin/bans/${encodeURIComponent(clientId)}`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }, { ADMIN_TOKEN });
+
+  it.each([
+    ["490 quotes (980 bytes escaped)", '"'.repeat(490)],
+    ["180 control characters (1080 bytes escaped)", "\u0001".repeat(180)],
+    ["one byte over, escaped", `${"a".repeat(MAX_BAN_REASON_BYTES - 1)}"`],
+  ])("refuses %s with a 400 that names the field", async (_name, reason) => {
+    const res = await ban("reason-victim", { reason });
+    expect(res.status).toBe(400);
+    expect((await problemOf(res)).detail).toMatch(/^reason /);
+  });
+
+  it("stores and enforces one exactly at the limit, escaped", async () => {
+    const reason = '"'.repeat(MAX_BAN_REASON_BYTES / 2);
+    expect((await ban("reason-limit", { reason })).status).toBe(200);
+    const res = await getToken(await token({ claims: { sub: "reason-limit" } }));
+    expect(res.status).toBe(403);
+    expect((await problemOf(res)).detail).toBe(`You are banned: ${reason.slice(0, MAX_BAN_REASON_CHARS)}`);
+  });
+});
+
+describe("two providers' prefixes never merge their users", () => {
+  const SECRETS = { SECRET_A: "a".repeat(32) + crypto.randomUUID(), SECRET_B: "b".repeat(32) + crypto.randomUUID() };
+  seen.secrets.push(SECRETS.SECRET_A, SECRETS.SECRET_B);
+  const entry = (name: "a" | "b", clientIdPrefix: string) => ({
+    name, issuer: `https://${name}.test/`, secretBinding: `SECRET_${name.toUpperCase()}`, noAudience: true,
+    ...(clientIdPrefix === "" ? {} : { clientIdPrefix }),
+  });
+  const envWith = (prefixA: string, prefixB: string) => ({
+    JWT_ISSUER: undefined, JWT_AUDIENCE: undefined, ...SECRETS, IDENTITY_PROVIDERS: JSON.stringify([entry("a", prefixA), entry("b", prefixB)]),
+  });
+  const mint = (name: "a" | "b", sub: string) =>
+    new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuer(`https://${name}.test/`).setIssuedAt().setExpirationTime("5m")
+      .sign(new TextEncoder().encode(SECRETS[`SECRET_${name.toUpperCase() as "A" | "B"}`]));
+
+  it("corp: and corp:eu: — eu:alice of the first is refused, alice of the second is corp:eu:alice", async () => {
+    const env = envWith("corp:", "corp:eu:");
+    const first = await getToken(await mint("a", "eu:alice"), "", {}, env);
+    expect(first.status).toBe(401);
+    expect(await typeOf(first)).toBe("client-id-invalid");
+    expect((await issued(await getToken(await mint("b", "alice"), "", {}, env))).clientId).toBe("corp:eu:alice");
+  });
+
+  it.each([
+    ["no prefix beside corp:, user corp (whose dm:corp:* would cover corp:alice's)", "", "corp:", "corp"],
+    ["no prefix beside corp|, user corp|alice", "", "corp|", "corp|alice"],
+  ])("%s: refused", async (_name, prefixA, prefixB, sub) => {
+    const res = await getToken(await mint("a", sub), "", {}, envWith(prefixA, prefixB));
+    expect(res.status).toBe(401);
+    expect(await typeOf(res)).toBe("client-id-invalid");
+  });
+
+  it("refuses two providers with one prefix at load, naming both", async () => {
+    const res = await call("/healthz", {}, envWith("same:", "same:"));
+    expect(res.status).toBe(503);
+    const { problems } = await res.json<{ problems: string[] }>();
+    expect(problems).toContain('IDENTITY_PROVIDERS[0] and [1] have the same clientIdPrefix "same:": give each provider its own, or their users\' ids collide');
+  });
+});
+
+describe("a user id that is not well-formed Unicode", () => {
+  it.each([{}, { BAN_LIST_FAIL_OPEN: "true" }])("is refused before the ban list is read (%o)", async (env) => {
+    const res = await getToken(await token({ claims: { sub: "evader\ud800" } }), "", {}, env);
+    expect(res.status).toBe(401);
+    expect(await typeOf(res)).toBe("client-id-invalid");
+  });
+});
+
+describe("cookie credentials without an Origin", () => {
+  it("mint nothing and use up nothing of the user's rate limit", async () => {
+    const env = { ...rateLimiters, IDENTITY_COOKIE: "id_token" };
+    const cookie = `id_token=${await token({ claims: { sub: "img-victim" } })}`;
+    for (let i = 0; i < 25; i++) {
+      const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image" } }, env);
+      expect(res.status).toBe(403);
+    }
+    const own = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin" } }, env);
+    expect((await issued(own)).clientId).toBe("img-victim");
+  });
+});
+
+describe("templates that could reach another user's channels are refused at load", () => {
+  it.each([
+    ["a placeholder inside a segment", '{"user-{clientId}":["subscribe"]}', "must have {clientId} as a whole segment"],
+    ["a placeholder used twice", '{"{clientId}:{clientId}":["subscribe"]}', "more than once"],
+    ["two templates whose instances meet (users y and x both get x:y)", '{"x:{clientId}":["*"],"{clientId}:y":["*"]}', 'capability templates "x:{clientId}" and "{clientId}:y"'],
+  ])("%s", async (_name, capability, message) => {
+    const res = await call("/healthz", {}, { ABLY_CAPABILITY: capability });
+    expect(res.status).toBe(503);
+    const { problems } = await res.json<{ problems: string[] }>();
+    expect(problems.join("\n")).toContain(message);
+  });
+
+  it("accepts templates told apart by a literal segment, and dm:{clientId}:* beside private:{clientId}", async () => {
+    const capability = '{"private:{clientId}":["*"],"dm:{clientId}:*":["subscribe"],"org:acme:{clientId}":["publish"]}';
+    expect((await call("/healthz", {}, { ABLY_CAPABILITY: capability })).status).toBe(200);
+  });
+
+  it("a user id with a colon is refused, so alice never owns the channels of a user alice:bob", async () => {
+    const env = { ABLY_CAPABILITY: '{"dm:{clientId}:*":["*"]}' };
+    const res = await getToken(await token({ claims: { sub: "alice:bob" } }), "", {}, env);
+    expect(res.status).toBe(401);
+    expect(await typeOf(res)).toBe("client-id-invalid");
+    expect(keys.rsa).toBeDefined();
+  });
+});
