@@ -198,10 +198,6 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     try {
       const parsed = parseCapability(typeof value === "string" ? value : JSON.stringify(value));
       if (Object.keys(parsed).length === 0) problems.push(`${where} grants nothing`);
-      for (const resource of Object.keys(parsed)) {
-        const fault = templateFault(resource);
-        if (fault) problems.push(`${where} ${fault}`);
-      }
       return parsed;
     } catch (e) {
       if (!(e instanceof CapabilityError)) throw e;
@@ -305,6 +301,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   const grants: Capability[] = [grant, ...Object.values(globalRoleCapabilities)];
   for (const p of providers) grants.push(p.capability ?? {}, ...Object.values(p.roleCapabilities ?? {}));
   const templates = grants.flatMap((c) => Object.keys(c));
+  for (const resource of new Set(templates)) {
+    const fault = templateFault(resource);
+    if (fault) problems.push(`a capability template ${fault}`);
+  }
   const clash = templateClash(templates);
   if (clash) {
     problems.push(`capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`);

@@ -1,0 +1,330 @@
+/**
+ * The promises of SECURITY.md, each as a property over generated inputs that reach the corners
+ * (`$` patterns, `{`, `}`, `:`, `*`, lone surrogates, 256-byte boundaries; one and several
+ * providers), checked through the worker against test/support/ably-reference.ts, which shares no
+ * code with src/. Faults here fail at once (a KV that throws, a JWKS host that answers 500): slow
+ * faults are example tests elsewhere.
+ */
+import fc from "fast-check";
+import { SignJWT } from "jose";
+import { describe, expect, it, vi } from "vitest";
+import { instantiate as srcInstantiate, parseCapability } from "../../src/capability";
+import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
+import {
+  allows,
+  type Capability,
+  instantiate,
+  isClientIdText,
+  jsonEscapedBytes,
+  overlaps,
+  probes,
+  utf8Length,
+} from "../support/ably-reference";
+import { ALLOWED_ORIGIN, call, getToken, keys, problemOf, seen, token, verifyAsAbly } from "./helpers";
+
+const RUNS = 1000;
+// 1000 runs of a few requests each take seconds, not the default 5.
+vi.setConfig({ testTimeout: 120_000 });
+const OPERATIONS = ["publish", "subscribe", "presence", "history", "channel-metadata"] as const;
+const codeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
+
+// ---- generators -----------------------------------------------------------------------------
+
+const anyUnit = fc.integer({ min: 0, max: 0xffff }).map((u) => String.fromCharCode(u));
+const cornerText = fc.constantFrom(
+  "$", "$'", "$`", "$&", "$$", "'", "`", "&", "{", "}", "{clientId}", ":", "*", "[", "]", "|", "@", ".", "..",
+  "\ud800", "\udfff", "é", "😀", "\u0000", "\u007f", "\u0085", " ", "a", "b", "bob", "corp", "eu",
+);
+/** User ids: corner pieces, any UTF-16 code unit, any Unicode, and lengths around 256 bytes. */
+const userId = fc.oneof(
+  { weight: 6, arbitrary: fc.array(fc.oneof(cornerText, anyUnit, fc.string({ unit: "binary", maxLength: 3 })), { maxLength: 6 }).map((p) => p.join("")) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom("a", "é", "😀"), fc.integer({ min: 60, max: 260 })).map(([c, n]) => c.repeat(n)) },
+  { weight: 1, arbitrary: fc.integer({ min: 250, max: 260 }).map((n) => "x".repeat(n)) },
+);
+const segment = fc.constantFrom("chat", "dm", "private", "x", "*", "a", "[meta]x", "{clientId}");
+const resource = fc.oneof(
+  { weight: 8, arbitrary: fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join(":")) },
+  { weight: 1, arbitrary: fc.constantFrom("*", "[*]*", "[queue]*", "[meta]*", "chat:*:x", "foo*") },
+);
+const operations = fc.uniqueArray(fc.constantFrom("*", ...OPERATIONS), { minLength: 1, maxLength: 3 });
+const capability = (res: fc.Arbitrary<string>) =>
+  fc.dictionary(res, operations, { minKeys: 1, maxKeys: 4 }).map((c) => c as Capability);
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+/** Whether the reference finds `text` usable as a user id: clientId text, and one channel segment. */
+const isUserId = (text: string) => isClientIdText(text) && !text.includes(":");
+
+/** The reference's rule for templates the worker must accept: `{clientId}` once, a whole segment, at one index in all. */
+function plainlyAcceptable(grant: Capability): boolean {
+  const indexes = new Set<number>();
+  for (const name of Object.keys(grant)) {
+    const parts = name.split(":");
+    const at = parts.filter((p) => p.includes("{clientId}"));
+    if (at.length === 0) continue;
+    if (at.length > 1 || at[0] !== "{clientId}") return false;
+    indexes.add(parts.indexOf("{clientId}"));
+  }
+  return indexes.size <= 1;
+}
+
+/** Whether the issued capability allows exactly what the reference says, on every probe channel. */
+function expectExactly(signed: Capability, expected: (channel: string, op: string) => boolean, resources: string[], fill: string[]) {
+  const channels = new Set(resources.flatMap((r) => probes(r, fill)));
+  for (const channel of channels) {
+    for (const op of OPERATIONS) {
+      expect(allows(signed, channel, op), `${op} on ${JSON.stringify(channel)}`).toBe(expected(channel, op));
+    }
+  }
+}
+
+async function issuedCapability(res: Response): Promise<{ clientId: string; capability: Capability }> {
+  const claims = await verifyAsAbly(await res.text());
+  return { clientId: claims.clientId!, capability: claims.capability };
+}
+
+// ---- properties -----------------------------------------------------------------------------
+
+describe("own channels only", () => {
+  it("the template filled in is the reference's, the clientId literally in every templated name", () => {
+    fc.assert(
+      fc.property(capability(resource), userId, (template, id) => {
+        const parsed = parseCapability(JSON.stringify(template));
+        expect(JSON.parse(JSON.stringify(srcInstantiate(parsed, id)))).toEqual(sortDeep(instantiate(parsed, id)));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("the signed capability is exactly request ∩ grant (for that clientId) ∩ the key's, on every channel", async () => {
+    await fc.assert(
+      fc.asyncProperty(userId, capability(resource), fc.option(capability(fc.oneof(resource, segment.map((s) => `private:${s}`))), { nil: undefined }), fc.option(capability(resource), { nil: undefined }), async (sub, grant, requested, key) => {
+        const env = { ABLY_CAPABILITY: JSON.stringify(grant), ABLY_KEY_CAPABILITY: key ? JSON.stringify(key) : undefined };
+        // The request may ask for the user's own channels by name.
+        const wanted = requested ? instantiate(requested, sub) : undefined;
+        const query = wanted ? `?capability=${encodeURIComponent(JSON.stringify(wanted))}` : "";
+        let res: Response;
+        try {
+          res = await getToken(await token({ key: keys.ec, claims: { sub } }), query, {}, env);
+        } catch (error) {
+          // Only a query no client can send (a lone surrogate cannot be percent-encoded).
+          expect((error as Error).name).toBe("URIError");
+          return;
+        }
+        if (res.status === 500) {
+          expect(plainlyAcceptable(grant)).toBe(false);
+          expect(await codeOf(res)).toBe("misconfigured");
+          return;
+        }
+        if (wanted && Object.keys(wanted).includes("")) {
+          // Ably has no resource named "": a malformed request, refused before the identity is looked at.
+          expect(res.status).toBe(400);
+          expect(await codeOf(res)).toBe("parameter-invalid");
+          return;
+        }
+        if (!isUserId(sub)) {
+          expect(res.status).toBe(401);
+          expect(await codeOf(res)).toBe("client-id-invalid");
+          return;
+        }
+        const mine = instantiate(grant, sub);
+        const expected = (ch: string, op: string) =>
+          (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
+        const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
+        if (res.status === 403) {
+          expect(await codeOf(res)).toBe("capability-empty");
+          expectExactly({}, expected, resources, ["f", sub]);
+          return;
+        }
+        expect(res.status).toBe(200);
+        const issued = await issuedCapability(res);
+        expect(issued.clientId).toBe(sub);
+        expectExactly(issued.capability, expected, [...resources, ...Object.keys(issued.capability)], ["f", sub]);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("distinct people stay distinct, and nobody's grant reaches another's channels", () => {
+  const SECRETS = Object.fromEntries([0, 1, 2].map((i) => [`SECRET_${i}`, `${"s".repeat(32)}-${i}-${crypto.randomUUID()}`]));
+  seen.secrets.push(...Object.values(SECRETS));
+  const tiny = (letters: string[], maxLength: number) =>
+    fc.array(fc.constantFrom(...letters), { maxLength }).map((l) => l.join(""));
+  const prefix = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom("", "a:", "ab:", "a:b:", "b", "a|") },
+    { weight: 2, arbitrary: tiny(["a", "b", ":", "|"], 3) },
+    { weight: 1, arbitrary: fc.constantFrom("", "corp:", "corp:eu:", "corp", "corp|", "a:b:", "ab:", "$:", "{clientId}:", "é:", "a*:") },
+    { weight: 1, arbitrary: fc.array(cornerText, { maxLength: 3 }).map((p) => p.join("")) },
+  );
+  const templates = fc.subarray(
+    ["private:{clientId}", "dm:{clientId}:*", "inbox:{clientId}", "*:{clientId}", "{clientId}", "{clientId}:*", "org:acme:{clientId}", "x:*:{clientId}:*", "dm-{clientId}:*", "{clientId}b:*", "{clientId}:{clientId}"],
+    { minLength: 1, maxLength: 2 },
+  );
+  // Short ids and prefixes collide often, which is where the corners are.
+  const subject = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom("a", "b", "ab", "ba", "a:b") },
+    { weight: 2, arbitrary: tiny(["a", "b", ":"], 3) },
+    { weight: 1, arbitrary: userId },
+  );
+
+  it("two different (provider, user id) never share a clientId, nor a channel of their templated grants", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(prefix, { minLength: 1, maxLength: 3 }),
+        templates,
+        fc.array(fc.tuple(fc.nat(2), subject), { minLength: 2, maxLength: 4 }),
+        async (prefixes, grant, people) => {
+          const providers = prefixes.map((p, i) => ({
+            name: `p${i}`, issuer: `https://p${i}.test/`, secretBinding: `SECRET_${i}`, noAudience: true, ...(p === "" ? {} : { clientIdPrefix: p }),
+          }));
+          const env = {
+            JWT_ISSUER: undefined, JWT_AUDIENCE: undefined, ...SECRETS,
+            IDENTITY_PROVIDERS: JSON.stringify(providers),
+            ABLY_CAPABILITY: JSON.stringify(Object.fromEntries(grant.map((t) => [t, ["*"]]))),
+          };
+          const configOk = new Set(prefixes).size === prefixes.length && prefixes.every((p) => p === "" || isClientIdText(p));
+          const issued: { who: string; clientId: string; capability: Capability }[] = [];
+          for (const [index, sub] of people) {
+            const i = index % prefixes.length;
+            const jwt = await new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuer(`https://p${i}.test/`)
+              .setIssuedAt().setExpirationTime("5m").sign(new TextEncoder().encode(SECRETS[`SECRET_${i}`]));
+            const res = await getToken(jwt, "", {}, env);
+            if (!configOk || !plainlyAcceptable(Object.fromEntries(grant.map((t) => [t, ["*"]])))) {
+              // A template set the reference does not vouch for may be refused; equal or bad prefixes must be.
+              if (!configOk) expect(res.status).toBe(500);
+              if (res.status === 500) return;
+            }
+            const id = prefixes[i]! + sub;
+            const insideAnother = prefixes.some((q, j) => j !== i && ((q.length > prefixes[i]!.length && id.startsWith(q)) || q.startsWith(`${id}:`)));
+            if (!isUserId(sub) || utf8Length(id) > 256 || insideAnother) {
+              expect(res.status, `${JSON.stringify(id)}`).toBe(401);
+              expect(await codeOf(res)).toBe("client-id-invalid");
+              continue;
+            }
+            expect(res.status).toBe(200);
+            issued.push({ who: `${i} ${sub}`, ...(await issuedCapability(res)) });
+          }
+          for (const a of issued) {
+            for (const b of issued) {
+              if (a.who === b.who) continue;
+              expect(a.clientId).not.toBe(b.clientId);
+              for (const ra of Object.keys(a.capability)) {
+                for (const rb of Object.keys(b.capability)) {
+                  expect(overlaps(ra, rb), `${a.who}'s ${ra} and ${b.who}'s ${rb}`).toBe(false);
+                }
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("a ban holds for every id the endpoint can issue to", () => {
+  const ADMIN_TOKEN = "property-admin-token-0123456789abcdef012";
+  seen.secrets.push(ADMIN_TOKEN);
+  const admin = (method: string, id: string, body?: unknown) =>
+    call(`/admin/bans/${encodeURIComponent(id)}`, {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }, { ADMIN_TOKEN });
+  const text = fc.oneof(
+    fc.string({ unit: "binary", maxLength: 40 }),
+    fc.array(fc.oneof(cornerText, anyUnit, fc.constantFrom('"', "\\", "\n", "\u0001")), { maxLength: 30 }).map((p) => p.join("")),
+    fc.tuple(fc.constantFrom('"', "a", "é", "\u0001", "\\", "😀"), fc.integer({ min: 80, max: 520 })).map(([c, n]) => c.repeat(n)),
+  );
+
+  it("any issued clientId can be banned; a 2xx ban is stored, readable and enforced; one that cannot be stored is a 400 naming the field", async () => {
+    await fc.assert(
+      fc.asyncProperty(userId.filter(isUserId), fc.option(text, { nil: undefined }), fc.option(text, { nil: undefined }), async (sub, reason, bannedBy) => {
+        const jwt = await token({ key: keys.ec, claims: { sub } });
+        expect((await getToken(jwt)).status).toBe(200);
+        const res = await admin("PUT", sub, { reason, bannedBy });
+        const reasonFits = reason === undefined || jsonEscapedBytes(reason) <= 500;
+        const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 100;
+        if (!reasonFits || !byFits) {
+          expect(res.status).toBe(400);
+          expect((await problemOf(res)).detail).toMatch(reasonFits ? /^bannedBy / : /^reason /);
+          expect((await getToken(jwt)).status).toBe(200);
+          return;
+        }
+        expect(res.status).toBe(200);
+        const stored = await (await admin("GET", sub)).json<{ clientId: string; reason?: string; bannedBy?: string }>();
+        expect(stored.clientId).toBe(sub);
+        expect(stored.reason).toBe(reason);
+        const refused = await getToken(jwt);
+        expect(refused.status).toBe(403);
+        expect(await codeOf(refused)).toBe("user-banned");
+        expect((await admin("DELETE", sub)).status).toBe(204);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("only the user's own browser session can spend their credentials", () => {
+  const withCookie = { IDENTITY_COOKIE: "id_token" };
+  it("a cookie token is honoured only with an allowed or same origin, and only when unambiguous", async () => {
+    const victim = await token({ key: keys.ec, claims: { sub: "cookie-victim" } });
+    const other = await token({ key: keys.ec, claims: { sub: "cookie-other" } });
+    const origin = fc.constantFrom(undefined, ALLOWED_ORIGIN, "https://auth.test", "https://evil.example", "null", "https://sub.auth.test");
+    const site = fc.constantFrom(undefined, "same-origin", "same-site", "cross-site", "none");
+    const cookie = fc.array(fc.tuple(fc.constantFrom("id_token", "x_id_token", "id_token2", "ID_TOKEN"), fc.constantFrom("victim", "other", "garbage")), { maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(origin, site, cookie, async (o, s, cookies) => {
+        const value = { victim, other, garbage: "not-a-jwt" } as const;
+        const headers: Record<string, string> = {};
+        if (o !== undefined) headers.Origin = o;
+        if (s !== undefined) headers["Sec-Fetch-Site"] = s;
+        if (cookies.length > 0) headers.Cookie = cookies.map(([n, v]) => `${n}=${value[v]}`).join("; ");
+        const res = await call("/auth", { headers }, withCookie);
+        const mine = cookies.filter(([n]) => n === "id_token");
+        const originOk = o === undefined ? s === "same-origin" : o === ALLOWED_ORIGIN || o === "https://auth.test";
+        const issuable = originOk && mine.length === 1 && mine[0]![1] !== "garbage";
+        expect(res.status === 200, JSON.stringify(headers)).toBe(issuable);
+        if (issuable) expect((await issuedCapability(res)).clientId).toBe(`cookie-${mine[0]![1]}`);
+        else expect(res.status).toBeLessThan(500);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("outages degrade as documented", () => {
+  it("no 5xx but the documented 503s (a dependency down) and 500 (misconfiguration), whatever the input", async () => {
+    const down = { get: () => Promise.reject(new Error("KV down")), put: () => Promise.reject(new Error("KV down")) };
+    const jwks = fc.constantFrom(undefined, "https://down.test/jwks", "https://html.test/jwks", "https://badjson.test/jwks", "https://empty.test/jwks", "https://redirect.test/jwks");
+    const issuer = fc.constantFrom(undefined, "https://down.test/", "https://liar.test/", "https://html.test/");
+    const input = fc.constantFrom("valid", "garbage", "expired", "other-issuer", "banned-role");
+    await fc.assert(
+      fc.asyncProperty(jwks, issuer, fc.boolean(), fc.boolean(), input, async (jwksUrl, iss, kvDown, failOpen, kind) => {
+        const env = {
+          JWKS_URL: jwksUrl, ...(iss ? { JWT_ISSUER: iss } : {}), ...(kvDown ? { BANS: down } : {}),
+          BAN_LIST_FAIL_OPEN: failOpen ? "true" : undefined, ROLES_CLAIM: "roles",
+        };
+        const claims = { iss: iss ?? undefined, ...(kind === "expired" ? { exp: 1 } : {}), ...(kind === "other-issuer" ? { iss: "https://other-idp.test/" } : {}), ...(kind === "banned-role" ? { roles: ["banned"] } : {}) };
+        const jwt = kind === "garbage" ? "a.b.c" : await token({ key: keys.ec, claims: Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined)) });
+        const res = await getToken(jwt, "", {}, env);
+        if (res.status < 500) return;
+        expect(res.status).toBe(503);
+        expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await codeOf(res));
+        expect(res.headers.get("retry-after")).toBe("10");
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+/** A capability with resources and operations sorted, as Ably's canonical form (and src) has them. */
+function sortDeep(capability: Capability): Capability {
+  return Object.fromEntries(
+    Object.keys(capability).sort().map((r) => {
+      const ops = capability[r]!;
+      return [r, ops.includes("*") ? ["*"] : [...ops].sort()];
+    }),
+  );
+}
