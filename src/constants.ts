@@ -69,7 +69,10 @@ export const JWKS_COOLDOWN_MS = 30_000;
 /** How long a location trusts a fetched JWKS before refetching it, in ms: 10 min (jose's default). */
 export const JWKS_CACHE_MAX_AGE_MS = 600_000;
 
-/** How long one isolate trusts a fetched OIDC discovery document, in ms: 1 h; it rarely changes. */
+/**
+ * How long a location trusts a fetched OIDC discovery document, in ms: 1 h; it rarely changes.
+ * After that it is asked again, and while the provider fails the last good one serves, as the keys do.
+ */
 export const DISCOVERY_CACHE_MS = 3_600_000;
 
 /**

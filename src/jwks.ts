@@ -16,7 +16,8 @@
  * nobody in this location asked the provider within JWKS_COOLDOWN_MS (the ask is recorded in the
  * cached entry). When the provider fails, the last good keys keep verifying for up to
  * JWKS_STALE_IF_ERROR_MS, and the failed ask counts for the cooldown, so an outage is not retried on
- * every request. On workers.dev the Cache API stores nothing: the sharing is then per isolate only.
+ * every request. The discovery document (the JWKS URL) is kept the same way. On workers.dev the
+ * Cache API stores nothing: the sharing is then per isolate only.
  */
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import type { ProviderConfig } from "./config";
