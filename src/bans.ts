@@ -60,7 +60,7 @@ export async function banFor(
 ): Promise<Ban | null> {
   let value: string | null;
   try {
-    value = await kv(() => withTimeout(bans.get(clientId, { cacheTtl: cacheTtlSeconds }), BAN_LOOKUP_TIMEOUT_MS));
+    value = await kv(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
   } catch (error) {
     if (!failOpen) throw error;
     console.warn(JSON.stringify({ banList: "unavailable", failOpen: true }));
@@ -153,10 +153,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Runs one KV operation; any failure of KV itself is `ban-list-unavailable` (503). */
+/** Runs one KV operation; any failure of KV itself, or a wait past the timeout, is `ban-list-unavailable` (503). */
 async function kv<T>(operation: () => Promise<T>): Promise<T> {
   try {
-    return await operation();
+    return await withTimeout(operation(), BAN_LOOKUP_TIMEOUT_MS);
   } catch {
     throw new Problem("ban-list-unavailable", "The ban list could not be read or written; try again shortly.");
   }

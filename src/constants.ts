@@ -143,8 +143,9 @@ export const MIN_ADMIN_TOKEN_CHARS = 32;
 export const RATE_LIMIT_PERIOD_SECONDS = 60;
 
 /**
- * How long a ban-list read may take before we give up, in ms: a KV read is a few ms when warm and
- * rarely over 100 ms cold; past 2 s KV is in trouble, and ably-js gives the whole call 10 s.
+ * How long a ban-list operation (a read; an admin API write, delete or list) may take before we
+ * give up, in ms: a KV read is a few ms when warm and rarely over 100 ms cold; past 2 s KV is in
+ * trouble, and ably-js gives the whole call 10 s.
  */
 export const BAN_LOOKUP_TIMEOUT_MS = 2_000;
 

@@ -108,6 +108,21 @@ describe("a ban reason counted in the bytes KV stores", () => {
   });
 });
 
+describe("every ban-list operation is bounded, the admin API's too", () => {
+  const ADMIN_TOKEN = "bounded-admin-token-0123456789abcdef0123";
+  seen.secrets.push(ADMIN_TOKEN);
+  const hanging = { get: () => new Promise(() => {}), put: () => new Promise(() => {}), list: () => new Promise(() => {}), delete: () => new Promise(() => {}) };
+  it.each(["PUT", "GET", "DELETE"])("%s /admin/bans/{clientId} against a KV that never answers: 503 within the timeout", async (method) => {
+    const res = await call("/admin/bans/hanging-kv", {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(method === "PUT" ? { "Content-Type": "application/json" } : {}) },
+      body: method === "PUT" ? "{}" : undefined,
+    }, { ADMIN_TOKEN, BANS: hanging });
+    expect(res.status).toBe(503);
+    expect(await typeOf(res)).toBe("ban-list-unavailable");
+  });
+});
+
 describe("two providers' prefixes never merge their users", () => {
   const SECRETS = { SECRET_A: "a".repeat(32) + crypto.randomUUID(), SECRET_B: "b".repeat(32) + crypto.randomUUID() };
   seen.secrets.push(SECRETS.SECRET_A, SECRETS.SECRET_B);
