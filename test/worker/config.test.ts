@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../../src/config";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { call, getToken, problemOf, testEnv, token } from "./helpers";
+import { bodyOf, call, getToken, problemOf, testEnv, token } from "./helpers";
 
 describe("a misconfigured worker", () => {
   it.each([
@@ -46,7 +46,7 @@ describe("a misconfigured worker", () => {
   it("never shows a secret's value in a problem", async () => {
     const secret = "app.key-without-colon-SECRETVALUE";
     const res = await call("/healthz", {}, { ABLY_API_KEY: secret });
-    expect(await res.text()).not.toContain("SECRETVALUE");
+    expect(await bodyOf(res)).not.toContain("SECRETVALUE");
   });
 
   it("answers /healthz 200 when the configuration is valid", async () => {
@@ -89,7 +89,7 @@ describe("the log", () => {
     vi.spyOn(console, "error").mockImplementation(capture);
     vi.spyOn(console, "warn").mockImplementation(capture);
     const identity = await token();
-    const issued = await (await getToken(identity)).text();
+    const issued = await bodyOf((await getToken(identity)));
     await getToken(identity, "?capability=%7B", {}, {});
     await getToken(identity, "", {}, { ABLY_API_KEY: "app.key:" });
     await call("/auth", { headers: { Authorization: `Basic ${btoa("user:pass")}` } });

@@ -79,8 +79,12 @@ export function postToken(jwt: string, body: string, type = "application/x-www-f
   return call(path, { method: "POST", headers: { Authorization: `Bearer ${jwt}`, "Content-Type": type }, body });
 }
 
-/** Verifies an issued token the way Ably does (test/support/ably-token.ts) and returns its claims. */
-export const verifyAsAbly = (jwt: string) => verifyAblyToken(jwt, ABLY_KEY);
+/** A response's body as text, read as bytes: workerd warns about `.text()` on an `application/jwt` body. */
+export const bodyOf = async (response: Response) => new TextDecoder().decode(await response.arrayBuffer());
+
+/** Verifies an issued token (or the response holding it) the way Ably does (test/support/ably-token.ts) and returns its claims. */
+export const verifyAsAbly = async (jwt: string | Response) =>
+  verifyAblyToken(typeof jwt === "string" ? jwt : await bodyOf(jwt), ABLY_KEY);
 
 /** The problem document of a failed response, after checking it is one. */
 export async function problemOf(response: Response) {

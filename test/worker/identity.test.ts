@@ -6,7 +6,7 @@
 import { base64url, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { ALLOWED_ORIGIN, call, ISSUER, keys, problemOf, token } from "./helpers";
+import { ALLOWED_ORIGIN, bodyOf, call, ISSUER, keys, problemOf, token } from "./helpers";
 
 const now = () => Math.floor(Date.now() / 1000);
 const enc = (value: unknown) => base64url.encode(JSON.stringify(value));
@@ -105,7 +105,7 @@ describe("identity tokens that must be refused", () => {
     const res = await call("/auth", { headers: value === undefined ? {} : { Authorization: value } });
     expect(res.status).toBe(status);
     expect(res.headers.get("cache-control")).toBe("no-store");
-    const body = await res.text();
+    const body = await bodyOf(res);
     const problem = JSON.parse(body) as { type: string; detail: string };
     expect(problem.type).toBe(PROBLEM_TYPE_PREFIX + code);
     // Never echo the token, or any segment of it.

@@ -79,7 +79,7 @@ function expectExactly(signed: Capability, expected: (channel: string, op: strin
 }
 
 async function issuedCapability(res: Response): Promise<{ clientId: string; capability: Capability }> {
-  const claims = await verifyAsAbly(await res.text());
+  const claims = await verifyAsAbly(res);
   return { clientId: claims.clientId!, capability: claims.capability };
 }
 

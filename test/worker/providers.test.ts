@@ -9,7 +9,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/netlify";
 import { FACTS, type Keyed, type ProviderKeys } from "../support/provider-hosts";
-import { call, getToken, problemOf, seen, testEnv, token as idpToken, verifyAsAbly } from "./helpers";
+import { bodyOf, call, getToken, problemOf, seen, testEnv, token as idpToken, verifyAsAbly } from "./helpers";
 
 const { keys, netlifySecret } = JSON.parse(testEnv.TEST_PROVIDER_KEYS as string) as ProviderKeys;
 const SUPABASE_SECRET = `supabase-legacy-jwt-secret-${crypto.randomUUID()}`;
@@ -147,7 +147,7 @@ const fetchCounts = async () => ({
 
 /** The issued token's clientId, after checking the answer is 200. */
 async function issuedClientId(response: Response): Promise<string> {
-  const body = await response.text();
+  const body = await bodyOf(response);
   expect(response.status, body).toBe(200);
   return (await verifyAsAbly(body)).clientId!;
 }
@@ -391,7 +391,7 @@ describe("role bans per provider", () => {
 
 describe("capability by role", () => {
   const capabilityOf = async (res: Response) => {
-    const body = await res.text();
+    const body = await bodyOf(res);
     expect(res.status, body).toBe(200);
     return (await verifyAsAbly(body)).capability;
   };
@@ -495,6 +495,6 @@ describe("a misconfigured provider list answers 500 and says why at /healthz", (
 
   it("never shows a secret's value in a problem", async () => {
     const res = await call("/healthz", {}, withProviders([PRESET.supabase], { SUPABASE_JWT_SECRET: "short-SECRETVALUE" }));
-    expect(await res.text()).not.toContain("SECRETVALUE");
+    expect(await bodyOf(res)).not.toContain("SECRETVALUE");
   });
 });

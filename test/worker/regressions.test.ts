@@ -7,13 +7,13 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { DISCOVERY_CACHE_MS, JWKS_STALE_IF_ERROR_MS, MAX_BAN_REASON_BYTES, MAX_BAN_REASON_CHARS } from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetIsolateState } from "../../src/jwks";
-import { call, getToken, keys, problemOf, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
+import { bodyOf, call, getToken, keys, problemOf, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
 
 const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
 /** The issued token's clientId and capability, after checking the answer is 200. */
 async function issued(res: Response) {
-  const body = await res.text();
+  const body = await bodyOf(res);
   expect(res.status, body).toBe(200);
   const claims = await verifyAsAbly(body);
   return { clientId: claims.clientId, capability: claims.capability };

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { ALLOWED_ORIGIN, call, getToken, postToken, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
+import { ALLOWED_ORIGIN, bodyOf, call, getToken, postToken, problemOf, testEnv, token, verifyAsAbly } from "./helpers";
 
 const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
@@ -83,7 +83,7 @@ describe("browser origins (ALLOWED_ORIGINS)", () => {
   it("mints nothing for a valid token sent from an origin not on the list", async () => {
     const res = await getToken(await token(), "", { Origin: "https://evil.example" });
     expect(res.status).toBe(403);
-    expect(await res.text()).not.toMatch(/^ey/);
+    expect(await bodyOf(res)).not.toMatch(/^ey/);
   });
 
   it("refuses a preflight asking for headers it does not allow", async () => {
@@ -131,7 +131,7 @@ describe("token parameter syntax (400), checked before the identity token is ver
   it("caps a ttl above the configured maximum, or above 24 h, at the configured maximum", async () => {
     for (const ttl of [3_601_000, 86_400_001, 10 ** 30]) {
       const res = await getToken(await token(), `?ttl=${BigInt(ttl)}`);
-      expect((await verifyAsAbly(await res.text())).ttl).toBe(3600);
+      expect((await verifyAsAbly(res)).ttl).toBe(3600);
     }
   });
 });
