@@ -2,20 +2,17 @@
  * The worker's configuration: read from the environment once per isolate, validated, frozen.
  * Nothing else in the worker reads `env` strings. Every problem is reported together.
  *
- * Identity providers: either the single-provider variables (JWT_ISSUER, JWKS_URL, ...) describe
- * one, or IDENTITY_PROVIDERS lists several (generic entries or presets, see providers.ts); setting
- * both is a configuration error, so no issuer is ever trusted by accident.
+ * Identity providers are parsed by providers.ts: the single-provider variables (JWT_ISSUER,
+ * JWKS_URL, ...) as a shorthand for one entry, IDENTITY_PROVIDERS as a list of entries or presets.
  */
 import { type Capability, CapabilityError, parseCapability, templateClash, templateFault } from "./capability";
-import { parseProviderList } from "./provider-list";
+import { parseProviders, type ProviderConfig } from "./providers";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./rate-limit";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,
-  ASYMMETRIC_ALGORITHMS,
   DEFAULT_ABLY_REST_URL,
-  DEFAULT_ALGORITHMS,
   DEFAULT_BAN_CACHE_TTL_SECONDS,
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_TTL_SECONDS,
@@ -33,60 +30,8 @@ export const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","
 /** What an Ably API key may grant when ABLY_KEY_CAPABILITY is unset: everything (a key's default). */
 export const DEFAULT_KEY_CAPABILITY = '{"*":["*"]}';
 
-/** Roles that ban, as in the seed's Netlify Identity function: any role starting with "banned". */
+/** Roles that ban, as in the Netlify Identity function this project grew from: any role starting with "banned". */
 export const DEFAULT_BANNED_ROLE_PATTERN = "^banned";
-
-/**
- * A check of one claim (or protected header) value beyond jose's: how a provider's access token is
- * told from an ID or other token signed by the same keys (Cognito `token_use`, Keycloak `typ`,
- * Cloudflare `type`, Clerk `azp` and `cat`, Entra `ver`).
- */
-export interface ClaimRule {
-  /** Where the value is: the verified payload or the protected header. */
-  readonly in: "payload" | "header";
-  readonly name: string;
-  /** Accepted values, compared exactly; undefined: any non-empty string (`true` in the entry). */
-  readonly oneOf: readonly string[] | undefined;
-  /** Whether a token without it is refused (`requireClaims`, `requireHeaders`) or passes (`claimsIfPresent`, `headersIfPresent`). */
-  readonly required: boolean;
-}
-
-/** One identity provider whose tokens the worker accepts. */
-export interface ProviderConfig {
-  /** For logs and problems: the entry's `name` (presets set one), else its issuer. */
-  readonly name: string;
-  /**
-   * Exact `iss` of its tokens (JWT_ISSUER, `issuer`). "" for the one provider chosen for tokens
-   * without `iss` (`"issuer": null`), which never uses a JWKS.
-   */
-  readonly issuer: string;
-  /** Its JWKS (JWKS_URL, `jwksUrl`); when undefined, found through the issuer's OIDC discovery document. */
-  readonly jwksUrl: string | undefined;
-  /** Accepted `aud` values (JWT_AUDIENCE, `audience`); `null` only with the no-audience switch. */
-  readonly audiences: readonly string[] | null;
-  /** Accepted JWS algorithms (JWT_ALGORITHMS, `algorithms`). HS* only with `secret` or `netlifySite`. Default RS256, ES256. */
-  readonly algorithms: readonly string[];
-  /** HMAC secret for this provider's HS* tokens only: the value of the binding `secretBinding` names. Default none. */
-  readonly secret: string | undefined;
-  /** A hosted Netlify site's origin, whose Identity endpoint vouches for its HS256 tokens (`netlifySite`). Default none. */
-  readonly netlifySite: string | undefined;
-  /** Top-level claim holding the user id that becomes the clientId (CLIENT_ID_CLAIM, `clientIdClaim`). Default `sub`. */
-  readonly clientIdClaim: string;
-  /** Put before the user id so two providers' users cannot collide (`clientIdPrefix`), e.g. `auth0:`. Default "". */
-  readonly clientIdPrefix: string;
-  /** Clock skew allowed on exp, nbf and iat, in seconds (JWT_CLOCK_TOLERANCE_SECONDS, `clockToleranceSeconds`). Default 30. */
-  readonly clockToleranceSeconds: number;
-  /** Dot-separated path of the claim holding the user's roles (ROLES_CLAIM, `rolesClaim`), e.g. `app_metadata.roles`. Default none. */
-  readonly rolesClaim: readonly string[] | undefined;
-  /** Roles that ban (`bannedRolePattern`, case-insensitive). Default BANNED_ROLE_PATTERN. */
-  readonly bannedRolePattern: RegExp;
-  /** Token-type checks (`requireClaims`, `claimsIfPresent`, `headersIfPresent`). Default none. */
-  readonly rules: readonly ClaimRule[];
-  /** Replaces ABLY_CAPABILITY for this provider's users (`capability`). Default none. */
-  readonly capability: Capability | undefined;
-  /** Replaces ROLE_CAPABILITIES for this provider's users (`roleCapabilities`). Default none. */
-  readonly roleCapabilities: Readonly<Record<string, Capability>> | undefined;
-}
 
 /** The Ably API key, split. The secret never leaves the worker: only `keyName` appears in tokens. */
 export interface AblyKey {
@@ -119,8 +64,6 @@ export interface Config {
   readonly bans: KVNamespace;
   /** KV `cacheTtl` of ban reads, in seconds (BAN_CACHE_TTL_SECONDS). Default 60, at least 30. */
   readonly banCacheTtlSeconds: number;
-  /** Roles that ban (BANNED_ROLE_PATTERN, case-insensitive). Default `^banned`; only used with ROLES_CLAIM. */
-  readonly bannedRolePattern: RegExp;
   /** The admin API's bearer token (ADMIN_TOKEN, a secret); undefined turns the admin API off (404). */
   readonly adminToken: string | undefined;
   /** Whether the key has Ably's revocable tokens on (ABLY_REVOCABLE_TOKENS): bans revoke, TTL ≤ 1 h. Default false. */
@@ -237,66 +180,9 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
   }
 
-  const listed = jsonVar("IDENTITY_PROVIDERS");
-  let providers: ProviderConfig[];
-  let identityHeader: string | undefined;
-  if (listed === undefined) {
-    providers = [singleProvider()];
-  } else {
-    const single = SINGLE_PROVIDER_VARIABLES.filter((name) => str(name) !== undefined);
-    if (single.length > 0) {
-      problems.push(`IDENTITY_PROVIDERS excludes the single-provider variables (remove ${single.join(", ")}, or describe that provider in the list)`);
-    }
-    ({ providers, identityHeader } = parseProviderList(listed, {
-      env, problems, warnings, clockToleranceSeconds, bannedRolePattern, capability, roleCapabilities,
-    }));
-  }
-
-  /** The provider the single-provider variables describe. */
-  function singleProvider(): ProviderConfig {
-    const issuer = str("JWT_ISSUER");
-    if (issuer === undefined) problems.push("JWT_ISSUER is not set");
-    else if (!isHttpUrl(issuer)) problems.push("JWT_ISSUER must be an http(s) URL");
-
-    const jwksUrl = str("JWKS_URL");
-    if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) problems.push("JWKS_URL must be an http(s) URL");
-
-    const audiences = list("JWT_AUDIENCE");
-    const noAudience = bool("JWT_NO_AUDIENCE");
-    if (noAudience && audiences.length > 0) {
-      problems.push("JWT_AUDIENCE and JWT_NO_AUDIENCE=true exclude each other");
-    } else if (!noAudience && audiences.length === 0) {
-      problems.push(
-        "JWT_AUDIENCE is not set (set JWT_NO_AUDIENCE=true only for a provider that issues no aud)",
-      );
-    }
-
-    const algorithms = list("JWT_ALGORITHMS");
-    const badAlgs = algorithms.filter((a) => !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(a));
-    if (badAlgs.length > 0) {
-      problems.push(`JWT_ALGORITHMS may only list ${ASYMMETRIC_ALGORITHMS.join(", ")}`);
-    }
-
-    const rolesClaim = str("ROLES_CLAIM")?.split(".");
-    if (rolesClaim?.some((part) => part === "")) problems.push("ROLES_CLAIM must be a dot-separated claim path");
-    return Object.freeze({
-      name: issuer ?? "JWT_ISSUER",
-      issuer: issuer ?? "",
-      jwksUrl,
-      audiences: noAudience ? null : Object.freeze(audiences),
-      algorithms: Object.freeze(algorithms.length > 0 ? algorithms : [...DEFAULT_ALGORITHMS]),
-      secret: undefined,
-      netlifySite: undefined,
-      clientIdClaim: str("CLIENT_ID_CLAIM") ?? "sub",
-      clientIdPrefix: "",
-      clockToleranceSeconds,
-      rolesClaim: rolesClaim ? Object.freeze(rolesClaim) : undefined,
-      bannedRolePattern,
-      rules: Object.freeze([]),
-      capability: undefined,
-      roleCapabilities: undefined,
-    });
-  }
+  const { providers, identityHeader } = parseProviders({
+    env, problems, clockToleranceSeconds, bannedRolePattern, capability, roleCapabilities,
+  });
 
   const grants: Capability[] = [grant, ...Object.values(globalRoleCapabilities)];
   for (const p of providers) grants.push(p.capability ?? {}, ...Object.values(p.roleCapabilities ?? {}));
@@ -365,7 +251,6 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       MIN_BAN_CACHE_TTL_SECONDS,
       ABLY_MAX_TTL_SECONDS,
     ),
-    bannedRolePattern,
     adminToken,
     revocableTokens,
     ablyRestUrl,
@@ -377,8 +262,3 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     ? { ok: false, problems: Object.freeze(problems) }
     : { ok: true, config, warnings: Object.freeze(warnings) };
 }
-
-/** The variables that describe the single provider; IDENTITY_PROVIDERS excludes them. */
-const SINGLE_PROVIDER_VARIABLES = [
-  "JWT_ISSUER", "JWKS_URL", "JWT_AUDIENCE", "JWT_NO_AUDIENCE", "JWT_ALGORITHMS", "CLIENT_ID_CLAIM", "ROLES_CLAIM",
-] as const;

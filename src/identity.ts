@@ -4,7 +4,7 @@
  */
 import type { Context } from "hono";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify, type ProtectedHeaderParameters } from "jose";
-import type { ProviderConfig } from "./config";
+import type { ProviderConfig } from "./providers";
 import { clientIdFor } from "./client-id";
 import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
 import { Problem, type ProblemCode } from "./errors";

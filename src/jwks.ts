@@ -20,7 +20,7 @@
  * Cache API stores nothing: the sharing is then per isolate only.
  */
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
-import type { ProviderConfig } from "./config";
+import type { ProviderConfig } from "./providers";
 import {
   DISCOVERY_CACHE_MS,
   DISCOVERY_TIMEOUT_MS,

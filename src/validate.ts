@@ -1,4 +1,4 @@
-/** Small checks of configuration values, shared by config.ts and provider-list.ts. */
+/** Small checks of configuration values, shared by config.ts and providers.ts. */
 
 export function jsonOrUndefined(text: string): unknown {
   try {

@@ -1,6 +1,6 @@
 /**
- * Who the caller is. Every identity token of ../shared/reference/bad-inputs.md rows 1-10 ends in
- * a clear 401 (or 431 for an absurd size) that names the failed check, never echoes the token,
+ * Who the caller is. Every kind of bad identity token (missing, malformed, forged, expired, for
+ * someone else) ends in a clear 401 (or 431 for an absurd size) that names the failed check, never echoes the token,
  * and issues nothing; the tokens a real provider issues pass.
  */
 import { base64url, SignJWT } from "jose";

@@ -1,7 +1,7 @@
 /**
  * Identity providers: several at once (IDENTITY_PROVIDERS), chosen by `iss` before any key is used,
  * and each preset proven with tokens shaped like that provider's real ones (the example claims of
- * shared/reference/providers.json), signed by keys published at the provider's own JWKS URL by
+ * each provider's own documentation), signed by keys published at the provider's own JWKS URL by
  * test/support/provider-hosts.ts. Then capability by role, and the key's own capability.
  */
 import { type JWK, type JWTPayload, importJWK, SignJWT } from "jose";
@@ -450,6 +450,14 @@ describe("capability by role", () => {
   });
 });
 
+describe("from one provider to several, nothing deleted", () => {
+  it("keeps the single-provider variables as the first entry, its users' clientIds unchanged", async () => {
+    const env = { IDENTITY_PROVIDERS: JSON.stringify([PRESET.google]) }; // JWT_ISSUER and JWT_AUDIENCE stay set
+    expect(await issuedClientId(await getToken(await idpToken({ claims: { sub: "alice" } }), "", {}, env))).toBe("alice");
+    expect(await issuedClientId(await getToken(await mint("google", GOOGLE), "", {}, env))).toBe("google:110169484474386276334");
+  });
+});
+
 describe("clientId prefixes", () => {
   it("keep two providers' identical user ids apart", async () => {
     const env = withProviders([PRESET.gotrue, { ...PRESET.supabase, secretBinding: undefined }], { GOTRUE_JWT_SECRET: GOTRUE_SECRET });
@@ -466,7 +474,7 @@ describe("clientId prefixes", () => {
 
 describe("a misconfigured provider list answers 500 and says why at /healthz", () => {
   it.each<[string, Record<string, unknown>, RegExp]>([
-    ["both styles at once", { IDENTITY_PROVIDERS: JSON.stringify([PRESET.google]) }, /IDENTITY_PROVIDERS excludes the single-provider variables \(remove JWT_ISSUER, JWT_AUDIENCE/],
+    ["both styles, the list's entry without a prefix of its own", { IDENTITY_PROVIDERS: JSON.stringify([{ ...PRESET.google, clientIdPrefix: undefined }]) }, /JWT_ISSUER and IDENTITY_PROVIDERS\[0\] have the same clientIdPrefix ""/],
     ["not an array", withProviders([]), /non-empty array/],
     ["an unknown preset", withProviders([{ preset: "okta", domain: "x.okta.com" }]), /preset must be one of/],
     ["a preset without its facts", withProviders([{ preset: "auth0", audience: "x" }]), /auth0 preset needs domain/],
@@ -474,8 +482,8 @@ describe("a misconfigured provider list answers 500 and says why at /healthz", (
     ["Clerk without authorizedParties", withProviders([{ preset: "clerk", frontendApi: "clerk.example.com" }]), /authorizedParties/],
     ["an unknown field", withProviders([{ ...PRESET.google, audiance: "typo" }]), /unknown field audiance/],
     ["no audience and no switch", withProviders([{ issuer: "https://a.example/" }]), /audience is required/],
-    ["the same issuer twice", withProviders([PRESET.google, PRESET.google]), /issuer twice/],
-    ["two providers for tokens without iss", withProviders([PRESET.netlify, PRESET.gotrue], { GOTRUE_JWT_SECRET: GOTRUE_SECRET }), /issuer twice/],
+    ["the same issuer twice", withProviders([PRESET.google, PRESET.google]), /an issuer is configured twice/],
+    ["two providers for tokens without iss", withProviders([PRESET.netlify, PRESET.gotrue], { GOTRUE_JWT_SECRET: GOTRUE_SECRET }), /an issuer is configured twice/],
     ["HS256 without a secret", withProviders([{ issuer: "https://a.example/", audience: "x", algorithms: ["HS256"] }]), /HS256 needs the provider's own secret/],
     ["a secretBinding naming nothing", withProviders([PRESET.supabase]), /secretBinding names SUPABASE_JWT_SECRET/],
     ["the Ably key as a provider's secret", withProviders([{ ...PRESET.supabase, secretBinding: "ABLY_API_KEY" }]), /secretBinding may not name ABLY_API_KEY/],

@@ -158,7 +158,7 @@ describe("two providers' prefixes never merge their users", () => {
     const res = await call("/healthz", {}, envWith("same:", "same:"));
     expect(res.status).toBe(503);
     const { problems } = await res.json<{ problems: string[] }>();
-    expect(problems).toContain('IDENTITY_PROVIDERS[0] and [1] have the same clientIdPrefix "same:": give each provider its own, or their users\' ids collide');
+    expect(problems).toContain('IDENTITY_PROVIDERS[0] and IDENTITY_PROVIDERS[1] have the same clientIdPrefix "same:": give each provider its own, or their users\' ids collide');
   });
 });
 

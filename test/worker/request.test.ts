@@ -1,6 +1,6 @@
 /**
  * Everything around the identity check: methods and paths, browser origins (CORS), sizes, and the
- * syntax of token parameters (../shared/reference/bad-inputs.md rows 12-17).
+ * syntax of token parameters (the token parameters, the request itself).
  */
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
