@@ -12,21 +12,39 @@ export type RawProvider = Readonly<Record<string, unknown>>;
 /** Clerk's `cat` header value of a session token; a JWT-template or M2M token, signed by the same key, has another. */
 const CLERK_SESSION_CATEGORY = "cl_B7d4PD111AAA";
 
+/** A preset's fact: what it must look like, and how a problem describes it. */
+interface Fact {
+  readonly shape: RegExp;
+  /** Shown when the fact is missing or malformed: `the auth0 preset needs domain (a host name, no https://)`. */
+  readonly hint: string;
+  readonly optional?: true;
+  /** A non-empty list of such values rather than one. */
+  readonly list?: true;
+}
+
+
 interface Preset {
-  /** The preset's own facts, each a required non-empty string unless listed in `optional`. */
-  readonly params: readonly string[];
-  readonly optional?: readonly string[];
-  /** Generic entries, from the checked facts and the whole entry (for fields it depends on). */
-  readonly expand: (facts: Readonly<Record<string, string>>, entry: RawProvider) => RawProvider[];
+  /** The facts it takes; the entry's other fields are generic ones, laid over its expansion. */
+  readonly facts: Readonly<Record<string, Fact>>;
+  /** Groups of fields (facts or generic) of which exactly one must be given. */
+  readonly exactlyOne?: readonly (readonly string[])[];
+  /** Generic entries, from the checked facts (list facts apart) and the whole entry (for fields it depends on). */
+  readonly expand: (facts: Readonly<Record<string, string>>, entry: RawProvider, lists: Readonly<Record<string, readonly string[]>>) => RawProvider[];
 }
 
 /** A bare host name, optionally with a port: no scheme, path or credentials to confuse a URL. */
-const HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:\d{1,5})?$/i;
+const HOST: Fact = {
+  shape: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:\d{1,5})?$/i,
+  hint: "a host name, no https://",
+};
+/** An identifier a provider gives you (region, pool, tenant, project, realm, client id). */
+const NAME: Fact = { shape: /^[A-Za-z0-9._-]+$/, hint: "letters, digits, dots, dashes and underscores" };
+const ORIGIN = /^https?:\/\/[^/?#\s]+$/;
 
 const PRESETS: Readonly<Record<string, Preset>> = {
   // Access tokens for your API (requested with `audience`); iss keeps Auth0's trailing slash.
   auth0: {
-    params: ["domain"],
+    facts: { domain: HOST },
     expand: ({ domain }) => [{
       name: "auth0",
       issuer: `https://${domain}/`,
@@ -37,20 +55,20 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // Session tokens: no aud; `azp` is the page's origin (checked when present, as Clerk's SDK does);
   // the `cat` header, required, tells a session token from a JWT-template or M2M token signed by the same key.
   clerk: {
-    params: ["frontendApi"],
-    expand: ({ frontendApi }, entry) => [{
+    facts: { frontendApi: HOST, authorizedParties: { shape: ORIGIN, hint: "your app's origins, a list", list: true } },
+    expand: ({ frontendApi }, entry, { authorizedParties }) => [{
       name: "clerk",
       issuer: `https://${frontendApi}`,
       jwksUrl: `https://${frontendApi}/.well-known/jwks.json`,
       algorithms: ["RS256"],
       noAudience: entry.audience === undefined,
-      claimsIfPresent: { azp: entry.authorizedParties },
+      claimsIfPresent: { azp: authorizedParties },
       requireHeaders: { cat: [CLERK_SESSION_CATEGORY] },
     }],
   },
   // ID tokens (user.getIdToken()): aud is the project id.
   firebase: {
-    params: ["projectId"],
+    facts: { projectId: NAME },
     expand: ({ projectId }) => [{
       name: "firebase",
       issuer: `https://securetoken.google.com/${projectId}`,
@@ -62,7 +80,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // Access tokens: asymmetric signing keys through the JWKS; the legacy HS256 secret only when
   // `secretBinding` names it. aud `authenticated` leaves out anon and service_role keys.
   supabase: {
-    params: ["projectRef"],
+    facts: { projectRef: NAME },
     expand: ({ projectRef }, entry) => {
       const issuer = `https://${projectRef}.supabase.co/auth/v1`;
       return [{
@@ -79,8 +97,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // `token_use` tells them apart. Both issuer formats (original, and the "updated" one a pool may
   // switch to) are accepted, each with its own JWKS.
   cognito: {
-    params: ["region", "userPoolId", "clientId"],
-    optional: ["tokenUse"],
+    facts: { region: NAME, userPoolId: NAME, clientId: NAME, tokenUse: { shape: /^(access|id)$/, hint: "access or id", optional: true } },
     expand: ({ region, userPoolId, clientId, tokenUse = "access" }) =>
       ["cognito-idp", "issuer-cognito-idp"].map((host) => {
         const issuer = `https://${host}.${region}.amazonaws.com/${userPoolId}`;
@@ -93,7 +110,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // Access tokens for your own API (delegated: with `scp`). v2 and v1 tokens (the version follows the API's manifest, not
   // the endpoint), each checked against its own issuer and `ver`; clientId is `oid`, stable per tenant.
   entra: {
-    params: ["tenantId"],
+    facts: { tenantId: NAME },
     expand: ({ tenantId }) => [
       { version: "2.0", issuer: `https://login.microsoftonline.com/${tenantId}/v2.0`, keys: "discovery/v2.0/keys" },
       { version: "1.0", issuer: `https://sts.windows.net/${tenantId}/`, keys: "discovery/keys" },
@@ -111,7 +128,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   },
   // Access tokens (payload `typ: Bearer`; ID and refresh tokens say `ID` and `Refresh`).
   keycloak: {
-    params: ["url", "realm"],
+    facts: { url: { shape: /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/, hint: "the server's URL, e.g. https://kc.example.com" }, realm: NAME },
     expand: ({ url, realm }) => {
       const issuer = `${url!.replace(/\/+$/, "")}/realms/${realm}`;
       return [{
@@ -126,8 +143,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   },
   // Sign-In ID tokens: both issuer spellings Google uses; `hostedDomain` pins a Workspace domain (`hd`).
   google: {
-    params: [],
-    optional: ["hostedDomain"],
+    facts: { hostedDomain: { ...HOST, hint: "your Workspace domain", optional: true } },
     expand: ({ hostedDomain }) =>
       ["https://accounts.google.com", "accounts.google.com"].map((issuer) => ({
         name: "google",
@@ -140,7 +156,7 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // Application tokens, sent by Cloudflare's edge in Cf-Access-Jwt-Assertion; `type: org` (the
   // global session token) is refused. aud is your application's AUD tag. No discovery.
   "cloudflare-access": {
-    params: ["team"],
+    facts: { team: NAME },
     expand: ({ team }) => {
       const issuer = `https://${team}.cloudflareaccess.com`;
       return [{
@@ -156,8 +172,8 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // GoTrue access tokens: no iss, HS256. A hosted site's tokens are checked by its own Identity
   // endpoint (`site`); a self-hosted GoTrue's by its secret (`secretBinding`).
   netlify: {
-    params: [],
-    optional: ["site"],
+    facts: { site: { shape: /^https:\/\/[^/?#\s]+$/, hint: "the site's https origin", optional: true } },
+    exactlyOne: [["site", "secretBinding"]],
     expand: ({ site }, entry) => [{
       name: "netlify",
       issuer: null,
@@ -167,21 +183,6 @@ const PRESETS: Readonly<Record<string, Preset>> = {
       ...(site === undefined ? {} : { netlifySite: site }),
     }],
   },
-};
-
-/** Preset facts whose values are not plain names: checked here, the rest by `HOST` or as names. */
-const FACT_SHAPES: Readonly<Record<string, RegExp>> = {
-  domain: HOST,
-  frontendApi: HOST,
-  url: /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/,
-  site: /^https:\/\/[^/?#\s]+$/,
-  tokenUse: /^(access|id)$/,
-};
-
-/** Fields a preset consumes (its facts) and never passes on as generic fields. */
-const presetFacts = (name: string): readonly string[] => {
-  const preset = PRESETS[name];
-  return preset ? [...preset.params, ...(preset.optional ?? [])] : [];
 };
 
 /**
@@ -197,33 +198,27 @@ export function expandPreset(entry: RawProvider, where: string, problem: (messag
     return [];
   }
   const facts: Record<string, string> = {};
+  const lists: Record<string, readonly string[]> = {};
   let ok = true;
-  for (const param of [...preset.params, ...(preset.optional ?? [])]) {
+  for (const [param, fact] of Object.entries(preset.facts)) {
     const value = entry[param];
-    if (value === undefined && preset.optional?.includes(param)) continue;
-    const shape = FACT_SHAPES[param] ?? /^[A-Za-z0-9._-]+$/;
-    if (typeof value !== "string" || !shape.test(value)) {
-      problem(`${where}: the ${name} preset needs ${param} (${param === "domain" || param === "frontendApi" ? "a host name, no https://" : "see the README"})`);
+    if (value === undefined && fact.optional) continue;
+    const values = fact.list ? value : [value];
+    if (!Array.isArray(values) || values.length === 0 || !values.every((v) => typeof v === "string" && fact.shape.test(v))) {
+      problem(`${where}: the ${name} preset needs ${param} (${fact.hint})`);
       ok = false;
     } else {
-      facts[param] = value;
+      if (fact.list) lists[param] = values as string[];
+      else facts[param] = value as string;
     }
   }
-  if (name === "clerk" && !isStringList(entry.authorizedParties)) {
-    problem(`${where}: the clerk preset needs authorizedParties (your app's origins, a list)`);
-    ok = false;
-  }
-  if (name === "netlify" && (entry.site === undefined) === (entry.secretBinding === undefined)) {
-    problem(`${where}: the netlify preset needs site (hosted) or secretBinding (self-hosted GoTrue), not both`);
-    ok = false;
+  for (const group of preset.exactlyOne ?? []) {
+    if (group.filter((field) => entry[field] !== undefined).length !== 1) {
+      problem(`${where}: the ${name} preset needs exactly one of ${group.join(", ")}`);
+      ok = false;
+    }
   }
   if (!ok) return [];
-  const rest = Object.fromEntries(
-    Object.entries(entry).filter(([field]) => field !== "preset" && field !== "authorizedParties" && !presetFacts(name).includes(field)),
-  );
-  return preset.expand(facts, entry).map((expanded) => ({ ...expanded, ...rest }));
-}
-
-function isStringList(value: unknown): value is string[] {
-  return Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === "string" && item !== "");
+  const rest = Object.fromEntries(Object.entries(entry).filter(([field]) => field !== "preset" && !Object.hasOwn(preset.facts, field)));
+  return preset.expand(facts, entry, lists).map((expanded) => ({ ...expanded, ...rest }));
 }

@@ -1,5 +1,5 @@
 /**
- * Stand-ins for the ten identity providers of the presets, at the real providers' own JWKS URLs
+ * Stand-ins for the identity providers of the presets, at the real providers' own JWKS URLs
  * (the worker suite's outbound fetches never reach the network: Miniflare hands every one to
  * `handle`). One key pair per provider, generated at start-up; Auth0's and Clerk's keys share a
  * `kid`, so a token of one signed with the other's key must be refused. Netlify's Identity

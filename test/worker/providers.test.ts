@@ -159,7 +159,7 @@ async function expectProblem(response: Response, status: number, code: string) {
 
 beforeEach(() => forgetNetlifyAnswers());
 
-describe("every preset's real-shaped token is accepted, all ten providers in one worker", () => {
+describe("every preset's real-shaped token is accepted, every provider in one worker", () => {
   it.each<[string, () => Promise<string>, string, Record<string, string>?]>([
     ["Auth0 access token (aud an array with the API and /userinfo)", () => mint("auth0", AUTH0, { typ: "JWT" }), "auth0:auth0|123456"],
     ["Auth0 RFC 9068 profile (typ at+jwt)", () => mint("auth0", AUTH0, { typ: "at+jwt" }), "auth0:auth0|123456"],
@@ -479,7 +479,10 @@ describe("a misconfigured provider list answers 500 and says why at /healthz", (
     ["an unknown preset", withProviders([{ preset: "okta", domain: "x.okta.com" }]), /preset must be one of/],
     ["a preset without its facts", withProviders([{ preset: "auth0", audience: "x" }]), /auth0 preset needs domain/],
     ["a domain with a scheme", withProviders([{ preset: "auth0", domain: "https://x.auth0.com", audience: "x" }]), /needs domain \(a host name/],
-    ["Clerk without authorizedParties", withProviders([{ preset: "clerk", frontendApi: "clerk.example.com" }]), /authorizedParties/],
+    ["Clerk without authorizedParties", withProviders([{ preset: "clerk", frontendApi: "clerk.example.com" }]), /the clerk preset needs authorizedParties \(your app's origins, a list\)/],
+    ["Clerk with an authorized party that is no origin", withProviders([{ ...PRESET.clerk, authorizedParties: ["app.example.com"] }]), /the clerk preset needs authorizedParties/],
+    ["Netlify with both a site and a secret", withProviders([{ ...PRESET.netlify, secretBinding: "GOTRUE_JWT_SECRET" }], { GOTRUE_JWT_SECRET: GOTRUE_SECRET }), /the netlify preset needs exactly one of site, secretBinding/],
+    ["Netlify with neither", withProviders([{ preset: "netlify" }]), /the netlify preset needs exactly one of site, secretBinding/],
     ["an unknown field", withProviders([{ ...PRESET.google, audiance: "typo" }]), /unknown field audiance/],
     ["no audience and no switch", withProviders([{ issuer: "https://a.example/" }]), /audience is required/],
     ["the same issuer twice", withProviders([PRESET.google, PRESET.google]), /an issuer is configured twice/],
