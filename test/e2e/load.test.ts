@@ -55,7 +55,10 @@ beforeAll(async () => {
   for (let u = 0; u < USERS; u++) {
     tokens.push(await identityToken({ issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa }, { claims: { sub: `load-${u}` } }));
   }
-  for (let u = 0; u < USERS; u += BANNED_EVERY) await dev.kv("put", `load-${u}`, '{"reason":"load test"}');
+  // One wrangler start for all the bans: one a key (100 starts, 2-3 s each) outgrew the hook's timeout.
+  const bans: Record<string, string> = {};
+  for (let u = 0; u < USERS; u += BANNED_EVERY) bans[`load-${u}`] = '{"reason":"load test"}';
+  await dev.kvBulkPut(bans);
 }, 180_000);
 
 afterAll(async () => {
