@@ -6,7 +6,7 @@
  * over HTTP on 127.0.0.1.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { ablyRest } from "./test/support/ably-rest.ts";
 import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";

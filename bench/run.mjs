@@ -34,10 +34,11 @@ import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
-// wrangler's own Miniflare, workerd and esbuild, not the test pool's newer ones.
+// wrangler's own Miniflare, workerd and esbuild (the test pool has its own, which may differ).
 const fromWrangler = createRequire(join(ROOT, "node_modules/wrangler/package.json"));
 const { build } = fromWrangler("esbuild");
-const { Miniflare } = await import(pathToFileURL(fromWrangler.resolve("miniflare")).href);
+// Miniflare 5 takes its options in a new shape; convertV4MiniflareOptions reads the v4 shape used here.
+const { Miniflare, convertV4MiniflareOptions } = await import(pathToFileURL(fromWrangler.resolve("miniflare")).href);
 const WORKERD = fromWrangler("workerd").default; // the binary's path
 const WORKERD_VERSION = JSON.parse(readFileSync(fromWrangler.resolve("workerd/package.json"), "utf8")).version;
 const COMPATIBILITY_DATE = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"))[1];
@@ -112,7 +113,7 @@ const workerBindings = (idp, scenario) => ({
 
 async function startMiniflare(workers) {
   const before = new Set(workerdPids());
-  const mf = new Miniflare({
+  const mf = new Miniflare(convertV4MiniflareOptions({
     host: "127.0.0.1",
     port: 0,
     cf: false, // no download of Cloudflare's request metadata
@@ -120,7 +121,7 @@ async function startMiniflare(workers) {
     handleRuntimeStdio: (stdout, stderr) => (stdout.resume(), stderr.resume()),
     // modulesRoot: the bundle's own directory, which is outside this one (workerd refuses "..").
     workers: workers.map((worker) => ({ modules: true, modulesRoot: dirname(worker.scriptPath), compatibilityDate: COMPATIBILITY_DATE, kvNamespaces: ["BANS"], ...worker })),
-  });
+  }));
   const url = await mf.ready;
   const pid = workerdPids().find((p) => !before.has(p));
   return { mf, url, cpu: () => cpuNs(pid) };

@@ -67,7 +67,7 @@ while (!(await up(`${IDP}/.well-known/openid-configuration`)) || !(await up(`${A
 }
 if (!stopping) {
   console.log(`
-[dev] ready
+[dev] ready on Node ${process.version}
   demo page                 ${IDP}/
   identity token for alice  curl -s '${IDP}/token?sub=alice'
   auth endpoint             ${AUTH}/auth   (health: ${AUTH}/healthz)

@@ -4,16 +4,22 @@
  * auth endpoint; the whole flow then runs over HTTP (discovery, identity token, /auth, ban, 403,
  * unban) and in Chromium on the demo page.
  *
+ * It runs the command as a user types it: with no `node_modules/.bin` on PATH and no npm variables,
+ * so `npm` is the machine's own (on these machines Node 20), and it checks that the dev script,
+ * both wranglers and their children run on the project's Node (the `node` devDependency, the
+ * version in .node-version), whatever the machine's Node is.
+ *
  * It uses the fixed ports of `npm run dev` (8787, 8788): nothing else may be listening there.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAblyToken } from "../support/ably-token";
 import { launchBrowser, openPage } from "../support/browser";
+import { PROJECT_NODE, userShellEnv } from "../support/user-shell";
 import { ROOT } from "../support/wrangler-dev";
 
 const IDP = "http://127.0.0.1:8788";
@@ -31,6 +37,35 @@ function readmeRunCommand(): string {
   const block = /\*\*Run it locally\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme);
   if (!block) throw new Error("README.md has no run command under **Run it locally**");
   return block[1]!.trim();
+}
+
+/** Every process started, directly or not, by `pid` (Linux /proc); each with its executable and command line. */
+function descendants(pid: number): { pid: number; exe: string; cmdline: string }[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      // The fields after the command name (which may hold spaces and parentheses): state, ppid, ...
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const found: { pid: number; exe: string; cmdline: string }[] = [];
+  const queue = [...(parents.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const child = queue.shift()!;
+    queue.push(...(parents.get(child) ?? []));
+    try {
+      const exe = readlinkSync(`/proc/${child}/exe`);
+      const cmdline = readFileSync(`/proc/${child}/cmdline`, "utf8").split("\0").join(" ").trim();
+      found.push({ pid: child, exe, cmdline });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 let checkout: string;
@@ -51,7 +86,7 @@ beforeAll(async () => {
   }
   run = spawn("sh", ["-c", readmeRunCommand()], {
     cwd: checkout,
-    env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
+    env: { ...userShellEnv(), CI: "true", WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
@@ -75,6 +110,23 @@ afterAll(async () => {
 });
 
 describe("the README's run command", () => {
+  it("runs the dev script and both wranglers on the project's Node, not the machine's", () => {
+    const tree = descendants(run.pid!);
+    const shown = JSON.stringify(tree, null, 1);
+    // Every Node process but npm itself (whose title is "npm <command>"): npm may run on the machine's Node.
+    const nodes = tree.filter(({ exe, cmdline }) => basename(exe) === "node" && !/^npm\b/.test(cmdline));
+    expect(nodes.filter(({ cmdline }) => cmdline.includes("dev/run.mjs")), shown).toHaveLength(1);
+    expect(nodes.filter(({ cmdline }) => cmdline.includes("wrangler")).length, shown).toBeGreaterThanOrEqual(2); // auth, idp
+    const own = join(realpathSync(checkout), "node_modules") + sep;
+    for (const { exe, cmdline } of nodes) {
+      // The checkout's own node_modules/node, found through the PATH that npm run gives its scripts.
+      expect(exe.startsWith(own), `${cmdline}: ${exe}`).toBe(true);
+      expect(execFileSync(exe, ["--version"], { encoding: "utf8" }).trim(), exe).toBe(PROJECT_NODE);
+    }
+    console.log(`on ${PROJECT_NODE}:\n${nodes.map(({ exe, cmdline }) => `  ${exe}: ${cmdline.slice(0, 120)}`).join("\n")}`);
+    expect(output).toContain(`[dev] ready on Node ${PROJECT_NODE}`);
+  });
+
   it("creates .dev.vars from the example and says so", () => {
     expect(output).toContain("created .dev.vars from .dev.vars.example");
     expect(readFileSync(join(checkout, ".dev.vars"), "utf8")).toBe(devVars);

@@ -35,6 +35,8 @@ export interface WranglerDev {
   output(): string;
   /** Runs `wrangler kv key <args> --binding BANS --local` against this server's store. */
   kv(...args: string[]): Promise<void>;
+  /** Writes every entry with one `wrangler kv bulk put --binding BANS --local` (one wrangler start, not one a key). */
+  kvBulkPut(entries: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -108,6 +110,15 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
       await promisify(execFile)(
         WRANGLER,
         ["kv", "key", ...args, "--binding", "BANS", "--local", "--persist-to", persistTo],
+        { cwd: ROOT, env: wranglerEnv },
+      );
+    },
+    kvBulkPut: async (entries) => {
+      const file = join(persistTo, "bulk.json");
+      await writeFile(file, JSON.stringify(Object.entries(entries).map(([key, value]) => ({ key, value }))));
+      await promisify(execFile)(
+        WRANGLER,
+        ["kv", "bulk", "put", file, "--binding", "BANS", "--local", "--persist-to", persistTo],
         { cwd: ROOT, env: wranglerEnv },
       );
     },
