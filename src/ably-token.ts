@@ -47,7 +47,8 @@ export function grantFor(
   let ttl = config.tokenTtlSeconds;
   if (params.ttlMs !== undefined) ttl = Math.min(ttl, Math.floor(params.ttlMs / 1000));
   let expiresAt = now + ttl;
-  if (config.tokenExpiresWithIdentity) expiresAt = Math.min(expiresAt, identity.expiresAt);
+  // Ably wants whole seconds; RFC 7519 allows an identity token's exp to have a fraction.
+  if (config.tokenExpiresWithIdentity) expiresAt = Math.min(expiresAt, Math.floor(identity.expiresAt));
   if (expiresAt <= now) {
     // Only reachable with TOKEN_EXPIRES_WITH_IDENTITY and an identity token inside its clock tolerance.
     throw new Problem("identity-token-expired", "The identity token has expired; get a fresh one.");

@@ -96,6 +96,29 @@ export function templateClash(resources: readonly string[]): [string, string] | 
   return undefined;
 }
 
+/**
+ * A template and a literal channel name (no wildcard segment, no qualifier) one of its instances
+ * could be, or undefined. With `private:{clientId}` and `private:announcements` both granted, a
+ * user whose id is `announcements` would get the template's operations on the shared channel.
+ */
+export function templateCapture(resources: readonly string[]): [string, string] | undefined {
+  const names = [...new Set(resources)];
+  const literals = names.filter((r) => !r.includes(CLIENT_ID_PLACEHOLDER) && !r.startsWith("[") && !r.split(":").includes("*"));
+  for (const template of names.filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))) {
+    // Whole segments around the placeholder (templateFault): "dm:" + "{clientId}" + ":*".
+    const [head = "", tail = ""] = template.split(CLIENT_ID_PLACEHOLDER);
+    const before = head === "" ? [] : head.split(":").slice(0, -1);
+    const after = tail === "" ? [] : tail.split(":").slice(1);
+    for (const literal of literals) {
+      const segments = literal.split(":");
+      if (segments.length < before.length + 1 + after.length) continue;
+      const fits = (pattern: string[], at: number) => pattern.every((s, i) => s === "*" || s === segments[at + i]);
+      if (fits(before, 0) && fits(after, segments.length - after.length)) return [template, literal];
+    }
+  }
+  return undefined;
+}
+
 /** Everything any of `capabilities` allows: resources merged, operations united. */
 export function union(...capabilities: Capability[]): Capability {
   return canonical(capabilities.flatMap((c) => Object.entries(c).map(([r, ops]) => [r, [...ops]] as [string, string[]])));

@@ -5,7 +5,7 @@
  * Identity providers are parsed by providers.ts: the single-provider variables (JWT_ISSUER,
  * JWKS_URL, ...) as a shorthand for one entry, IDENTITY_PROVIDERS as a list of entries or presets.
  */
-import { type Capability, CapabilityError, parseCapability, templateClash, templateFault } from "./capability";
+import { type Capability, CapabilityError, parseCapability, templateCapture, templateClash, templateFault } from "./capability";
 import { parseProviders, type ProviderConfig } from "./providers";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./rate-limit";
@@ -83,6 +83,9 @@ export type ConfigResult =
   | { readonly ok: false; readonly problems: readonly string[] };
 
 const cache = new WeakMap<object, ConfigResult>();
+
+/** Host names of this machine, the only ones an http:// allowed origin may have (local development). */
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 /** The configuration for this environment, parsed on first use and then reused by the isolate. */
 export function loadConfig(env: object): ConfigResult {
@@ -191,6 +194,13 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     const fault = templateFault(resource);
     if (fault) problems.push(`a capability template ${fault}`);
   }
+  const captured = templateCapture(templates);
+  if (captured) {
+    problems.push(`a user whose id fits ${JSON.stringify(captured[0])} could own the shared channel ${JSON.stringify(captured[1])}: begin them with different literal segments`);
+  }
+  if (Object.keys(keyCapability).some((resource) => resource.includes("{clientId}"))) {
+    problems.push("ABLY_KEY_CAPABILITY is the key's own capability, not a template: {clientId} there is never filled in");
+  }
   const clash = templateClash(templates);
   if (clash) {
     problems.push(`capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`);
@@ -203,6 +213,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
         `ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`,
       );
       break;
+    }
+    // Over plain http anyone on the network path could run script as that origin and spend cookies.
+    if (origin.startsWith("http:") && !LOOPBACK.has(new URL(origin).hostname)) {
+      problems.push(`ALLOWED_ORIGINS may list http:// origins only on this machine (localhost, 127.0.0.1, [::1]): ${origin}`);
     }
   }
 

@@ -34,9 +34,9 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
  * Never the query string or body, where tokens end up in logs.
  *
  * The header and the cookie are credentials the browser attaches by itself (Access adds its header
- * from its own cookie), also to an `<img>` or a navigation from another site, which send no
- * `Origin`. So they count only on a request that proves where it comes from: an `Origin` (which
- * originGuard has already checked) or `Sec-Fetch-Site: same-origin`. And a cookie sent twice, as a
+ * from its own cookie), also to an `<img>` or a navigation, from another site or their own, which
+ * send no `Origin`. So they count only on a script's request from an allowed page (`fromScript`).
+ * And a cookie sent twice, as a
  * same-site subdomain can plant one with a longer Path, is refused rather than guessed at.
  */
 export function identityToken(c: Context, cookieName: string | undefined, headerName?: string): string {
@@ -49,7 +49,7 @@ export function identityToken(c: Context, cookieName: string | undefined, header
       "Send the identity token as `Authorization: Bearer <token>`.",
     );
   }
-  if (ambient !== undefined && c.req.header("Origin") === undefined && c.req.header("Sec-Fetch-Site") !== "same-origin") {
+  if (ambient !== undefined && !fromScript(c)) {
     throw new Problem(
       "origin-not-allowed",
       "An identity token sent by cookie or by the browser is accepted only from this origin or ALLOWED_ORIGINS, and this request shows no Origin.",
@@ -77,6 +77,17 @@ export function identityToken(c: Context, cookieName: string | undefined, header
     );
   }
   return token;
+}
+
+/**
+ * Whether the request is a script's fetch or XHR from an allowed page: it has an `Origin` (checked
+ * by originGuard) or is same-origin, and is not an `<img>`, a navigation or another no-cors load
+ * (`Sec-Fetch-Mode`; browsers without Fetch Metadata send `Origin` on CORS requests).
+ */
+function fromScript(c: Context): boolean {
+  const mode = c.req.header("Sec-Fetch-Mode");
+  if (mode !== undefined && mode !== "cors" && mode !== "same-origin") return false;
+  return c.req.header("Origin") !== undefined || c.req.header("Sec-Fetch-Site") === "same-origin";
 }
 
 /** The token in the provider's header, else in the cookie; refused when the cookie is sent twice. */

@@ -1,7 +1,7 @@
 /**
  * The edge auth endpoint for Ably. The whole request path, in order:
  *
- *   method → configuration → origin → sizes → per-IP rate limit → identity token present
+ *   method → configuration → origin → sizes → identity token present → per-IP rate limit
  *   → token parameters → identity verified → per-user rate limit → not banned (role, then KV)
  *   → clientId and capability → Ably JWT signed → answer
  *
@@ -63,10 +63,11 @@ app.options("/auth", (c) => c.body(null, 204, { Allow: "GET, POST, OPTIONS" }));
 
 app.on(["GET", "POST"], "/auth", async (c) => {
   const config = c.get("config");
+  // Before the IP limit: a request without a usable token (an <img> on any page) must not use it up.
+  const token = identityToken(c, config.identityCookie, config.identityHeader);
   // On Cloudflare the edge sets CF-Connecting-IP; without it (local runs) there is no IP to limit.
   const ip = c.req.header("CF-Connecting-IP");
   if (ip) await enforceRateLimit(config.ipRateLimiter, ip, "from this IP address");
-  const token = identityToken(c, config.identityCookie, config.identityHeader);
   const params = await readTokenParams(c);
   const identity = await verifyIdentity(token, config.providers);
   c.set("clientId", identity.clientId);

@@ -50,6 +50,8 @@ interface Keys extends KeySet {
 /** This isolate's keys by jwksCacheKey(issuer, JWKS URL), and its discovered JWKS URLs by issuer. */
 const keys = new Map<string, Keys>();
 const discovered = new Map<string, Discovery>();
+/** Asks that failed with nothing to fall back on, by the same ids, with when (ms since the epoch). */
+const failures = new Map<string, { readonly at: number; readonly error: unknown }>();
 
 /** An issuer's JWKS URL from its discovery document, as this isolate or location last got it. Times in ms. */
 interface Discovery {
@@ -124,6 +126,31 @@ function refresh(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boo
   return singleFlight(id, () => load(id, jwksUrl, acceptCached), () => unavailable("timed out"));
 }
 
+/**
+ * A fresh answer from the provider, else (it failing) the last good one if younger than
+ * JWKS_STALE_IF_ERROR_MS, its failed ask recorded for the cooldown. With nothing to fall back on,
+ * the failure itself is kept: for JWKS_COOLDOWN_MS this isolate answers with it without asking,
+ * so tokens cannot make the worker ask a provider that is down (or was never there) per request.
+ */
+async function askProvider<T extends { readonly fetchedAt: number; readonly askedAt: number }>(
+  id: string,
+  ask: (now: number) => Promise<T>,
+  last: T | undefined,
+): Promise<T> {
+  const now = Date.now();
+  const failed = failures.get(id);
+  if (failed && !last && now < failed.at + JWKS_COOLDOWN_MS) throw failed.error;
+  try {
+    const fresh = await ask(now);
+    failures.delete(id);
+    return fresh;
+  } catch (error) {
+    if (last && now < last.fetchedAt + JWKS_STALE_IF_ERROR_MS) return { ...last, askedAt: now };
+    failures.set(id, { at: now, error });
+    throw error;
+  }
+}
+
 /** Of two cached answers, the one the provider gave last. */
 function newest<T extends { readonly fetchedAt: number }>(a: T | undefined, b: T | undefined): T | undefined {
   return !a || (b && b.fetchedAt > a.fetchedAt) ? b : a;
@@ -140,15 +167,7 @@ async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => 
     keys.set(id, cached);
     return cached;
   }
-  let next: Keys;
-  try {
-    next = await fetchKeys(jwksUrl);
-  } catch (error) {
-    const now = Date.now();
-    const last = newest(keys.get(id), cached);
-    if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
-    next = { ...last, askedAt: now };
-  }
+  const next = await askProvider(id, () => fetchKeys(jwksUrl), newest(keys.get(id), cached));
   keys.set(id, next);
   await cachePut(id, { jwks: next.jwks, fetchedAt: next.fetchedAt, askedAt: next.askedAt }, JWKS_STALE_IF_ERROR_MS);
   return next;
@@ -204,6 +223,7 @@ export function jwksCacheKey(issuer: string, jwksUrl: string): string {
 export function forgetIsolateState(): void {
   resolvers = new WeakMap();
   keys.clear();
+  failures.clear();
   forgetFlights();
   discovered.clear();
   earliness = undefined;
@@ -233,14 +253,8 @@ async function rediscover(issuer: string, key: string): Promise<Discovery> {
   if (cached && isCurrent(cached)) {
     next = cached;
   } else {
-    const now = Date.now();
-    try {
-      next = { jwksUrl: await fetchDiscovery(issuer), fetchedAt: now, askedAt: now };
-    } catch (error) {
-      const last = newest(discovered.get(issuer), cached);
-      if (!last || now >= last.fetchedAt + JWKS_STALE_IF_ERROR_MS) throw error;
-      next = { ...last, askedAt: now };
-    }
+    const ask = async (now: number) => ({ jwksUrl: await fetchDiscovery(issuer), fetchedAt: now, askedAt: now });
+    next = await askProvider(key, ask, newest(discovered.get(issuer), cached));
     await cachePut(key, next, JWKS_STALE_IF_ERROR_MS);
   }
   discovered.set(issuer, next);

@@ -170,6 +170,71 @@ describe("a user id that is not well-formed Unicode", () => {
   });
 });
 
+describe("found by the review of these fixes", () => {
+  it("an <img> on any page (no token, no Origin) uses up nothing of its viewer's IP limit", async () => {
+    const from = { "CF-Connecting-IP": "198.51.100.88", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image", "Sec-Fetch-Mode": "no-cors" };
+    for (let i = 0; i < 301; i++) expect((await call("/auth", { headers: from }, rateLimiters)).status).toBe(401);
+    const own = await call("/auth", { headers: { "CF-Connecting-IP": "198.51.100.88", Authorization: `Bearer ${await token({ claims: { sub: "ip-victim" } })}` } }, rateLimiters);
+    expect(own.status).toBe(200);
+  });
+
+  it("a same-origin <img> or navigation carrying the cookie mints nothing", async () => {
+    const env = { IDENTITY_COOKIE: "id_token" };
+    const cookie = `id_token=${await token({ claims: { sub: "same-origin-img" } })}`;
+    for (const mode of ["no-cors", "navigate"]) {
+      const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": mode } }, env);
+      expect(res.status).toBe(403);
+      expect(await typeOf(res)).toBe("origin-not-allowed");
+    }
+    const fetched = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" } }, env);
+    expect((await issued(fetched)).clientId).toBe("same-origin-img");
+  });
+
+  it("a provider that was never reached is asked once per 30 s, not once per request", async () => {
+    const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
+    const before = await fetches();
+    const cases = [
+      { env: { JWT_ISSUER: "https://down.test/" }, claims: { iss: "https://down.test/" } },
+      { env: { JWKS_URL: "https://html.test/jwks?cooldown=1" }, claims: {} },
+    ];
+    for (const { env, claims } of cases) {
+      for (let i = 0; i < 10; i++) expect((await getToken(await token({ claims }), "", {}, env)).status).toBe(503);
+    }
+    const after = await fetches();
+    const asked = (path: string) => (after[path] ?? 0) - (before[path] ?? 0);
+    expect(asked("down.test/.well-known/openid-configuration")).toBe(1);
+    expect(asked("html.test/jwks")).toBe(1);
+  });
+
+  it("an identity token's fractional exp becomes whole seconds in the Ably token", async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600.5;
+    const { exp: issuedExp } = await verifyAsAbly(await getToken(await token({ claims: { exp } }), "", {}, { TOKEN_EXPIRES_WITH_IDENTITY: "true" }));
+    expect(issuedExp).toBe(Math.floor(exp));
+  });
+
+  it.each([
+    ["a template and a shared channel one of its users could be", '{"private:{clientId}":["*"],"private:announcements":["subscribe"]}', 'a user whose id fits "private:{clientId}" could own the shared channel "private:announcements"'],
+    ["a bare template and any one-segment channel", '{"{clientId}":["*"],"general":["subscribe"]}', 'could own the shared channel "general"'],
+  ])("refuses at load %s", async (_name, capability, message) => {
+    const res = await call("/healthz", {}, { ABLY_CAPABILITY: capability });
+    expect(res.status).toBe(503);
+    expect((await res.json<{ problems: string[] }>()).problems.join("\n")).toContain(message);
+  });
+
+  it.each([
+    ["an http origin off this machine", { ALLOWED_ORIGINS: "http://app.example.com" }, "ALLOWED_ORIGINS may list http:// origins only on this machine"],
+    ["{clientId} in the key's capability", { ABLY_KEY_CAPABILITY: '{"private:{clientId}":["*"]}' }, "ABLY_KEY_CAPABILITY is the key's own capability, not a template"],
+  ])("refuses at load %s", async (_name, env, message) => {
+    const res = await call("/healthz", {}, env);
+    expect(res.status).toBe(503);
+    expect((await res.json<{ problems: string[] }>()).problems.join("\n")).toContain(message);
+  });
+
+  it("takes http origins on this machine, for local development", async () => {
+    expect((await call("/healthz", {}, { ALLOWED_ORIGINS: "http://127.0.0.1:8788,http://localhost:8788" })).status).toBe(200);
+  });
+});
+
 describe("cookie credentials without an Origin", () => {
   it("mint nothing and use up nothing of the user's rate limit", async () => {
     const env = { ...rateLimiters, IDENTITY_COOKIE: "id_token" };
