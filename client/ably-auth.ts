@@ -98,13 +98,17 @@ async function requestAblyToken(
   throw new AuthEndpointError(problemDetail(body) ?? `The auth endpoint answered ${response.status}`, response.status);
 }
 
-/** The TokenParams the endpoint reads (ttl in ms, capability JSON, clientId), as a query string. */
-function queryOf({ ttl, capability, clientId }: TokenParams): string {
+/**
+ * Every TokenParam ably-js hands over, as the query string ably-js itself would send to an authUrl:
+ * the endpoint reads what it knows (ttl in ms, capability, clientId) and ignores the rest.
+ */
+function queryOf(params: TokenParams): string {
   const query = new URLSearchParams();
-  if (ttl != null) query.set("ttl", String(ttl));
-  // ably-js hands over the capability as canonical JSON already; an object is stringified here.
-  if (capability != null) query.set("capability", typeof capability === "string" ? capability : JSON.stringify(capability));
-  if (clientId != null) query.set("clientId", clientId);
+  for (const [name, value] of Object.entries(params) as [string, string | number | object | null | undefined][]) {
+    if (value == null) continue;
+    // ably-js hands over the capability as canonical JSON already; an object is stringified here.
+    query.set(name, typeof value === "object" ? JSON.stringify(value) : String(value));
+  }
   return query.toString();
 }
 

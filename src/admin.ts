@@ -20,7 +20,9 @@ import {
 } from "./constants";
 import { type AppEnv, allowMethods } from "./context";
 import { Problem } from "./errors";
+import { bearerToken, mediaType } from "./headers";
 import { revokeClientTokens } from "./revocation";
+import { isPlainObject } from "./validate";
 
 export const admin = new Hono<AppEnv>();
 
@@ -72,7 +74,7 @@ export function adminAuth(): MiddlewareHandler<AppEnv> {
   return async function adminAuth(c, next) {
     const expected = c.get("config").adminToken;
     if (expected === undefined) throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN).");
-    const presented = /^Bearer +(\S+)$/i.exec(c.req.header("Authorization") ?? "")?.[1] ?? "";
+    const presented = bearerToken(c.req.header("Authorization")) ?? "";
     if (!(await timingSafeEqual(presented, expected))) {
       throw new Problem("admin-unauthorized", "Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.");
     }
@@ -93,7 +95,7 @@ function parseBanRequest(
 ): { reason?: string; ttlSeconds?: number; bannedBy?: string } {
   const invalid = (why: string) => new Problem("request-invalid", why);
   if (body === "") return {};
-  if (type?.split(";")[0]?.trim().toLowerCase() !== "application/json") {
+  if (mediaType(type) !== "application/json") {
     throw new Problem("unsupported-media-type", "Send the ban as application/json.");
   }
   let value: unknown;
@@ -102,10 +104,10 @@ function parseBanRequest(
   } catch {
     throw invalid("The body is not valid JSON.");
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  if (!isPlainObject(value)) {
     throw invalid('The body must be a JSON object such as {"reason":"spam","ttlSeconds":3600}.');
   }
-  const { reason, ttlSeconds, bannedBy, ...unknown } = value as Record<string, unknown>;
+  const { reason, ttlSeconds, bannedBy, ...unknown } = value;
   const extra = Object.keys(unknown);
   if (extra.length > 0) throw invalid(`Unknown fields: ${extra.join(", ")}; use reason, ttlSeconds, bannedBy.`);
   // Counted as stored: JSON-escaped UTF-8, in which one `"` is two bytes and a control character six.

@@ -12,6 +12,8 @@ import type { Config } from "./config";
 import type { Identity } from "./identity";
 import { BAN_LOOKUP_TIMEOUT_MS, KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
 import { Problem } from "./errors";
+import { withTimeout } from "./upstream";
+import { isPlainObject } from "./validate";
 
 /** A stored ban, as the admin API writes it. */
 export interface BanRecord {
@@ -132,8 +134,8 @@ function parseRecord(value: string): BanRecord {
   } catch {
     return {};
   }
-  if (typeof record !== "object" || record === null || Array.isArray(record)) return {};
-  const { reason, until, bannedBy, bannedAt } = record as Record<string, unknown>;
+  if (!isPlainObject(record)) return {};
+  const { reason, until, bannedBy, bannedAt } = record;
   const text = (v: unknown) => (typeof v === "string" ? v : undefined);
   // A non-string `until` must still ban: keep it as unreadable text rather than drop it.
   const end = until === undefined ? undefined : (text(until) ?? "unreadable");
@@ -144,19 +146,10 @@ function strip(record: { [K in keyof BanRecord]: string | undefined }): BanRecor
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
 }
 
-/** `promise`, or a rejection after `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("timed out")), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** Runs one KV operation; any failure of KV itself, or a wait past the timeout, is `ban-list-unavailable` (503). */
 async function kv<T>(operation: () => Promise<T>): Promise<T> {
   try {
-    return await withTimeout(operation(), BAN_LOOKUP_TIMEOUT_MS);
+    return await withTimeout(operation(), BAN_LOOKUP_TIMEOUT_MS, () => new Error("timed out"));
   } catch {
     throw new Problem("ban-list-unavailable", "The ban list could not be read or written; try again shortly.");
   }

@@ -6,6 +6,7 @@
  * `*` (every channel without a `[qualifier]`), `namespace:*` (every channel under `namespace:`),
  * `[*]*` (every channel, qualified ones included) and the operation `*` (every operation).
  */
+import { isPlainObject } from "./validate";
 
 /** Resource name → operations. Frozen, with resources and operations sorted (Ably's canonical form). */
 export type Capability = Readonly<Record<string, readonly string[]>>;
@@ -31,7 +32,7 @@ export function parseCapability(json: string): Capability {
   } catch {
     throw new CapabilityError("is not valid JSON");
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  if (!isPlainObject(value)) {
     throw new CapabilityError('must be a JSON object such as {"channel":["subscribe"]}');
   }
   const entries = Object.entries(value);

@@ -9,6 +9,7 @@ import { clientIdFor } from "./client-id";
 import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
+import { bearerToken } from "./headers";
 import { netlifyRoles } from "./netlify";
 
 /** A verified caller. */
@@ -24,9 +25,6 @@ export interface Identity {
   /** The string values at the provider's ROLES_CLAIM path; empty when none is configured or found. */
   readonly roles: readonly string[];
 }
-
-// RFC 6750 2.1: "Bearer" (any case), one or more spaces, a b64token.
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
 
 /**
  * The identity token: `Authorization: Bearer`, else the bare token in the header a provider names
@@ -69,7 +67,7 @@ export function identityToken(c: Context, cookieName: string | undefined, header
       "The Authorization header must use the Bearer scheme.",
     );
   }
-  const token = BEARER.exec(header)?.[1];
+  const token = bearerToken(header);
   if (!token) {
     throw new Problem(
       "identity-token-malformed",

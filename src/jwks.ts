@@ -32,6 +32,7 @@ import {
 } from "./constants";
 import { Problem } from "./errors";
 import { forgetFlights, singleFlight } from "./single-flight";
+import { callUpstream, type Failure, jsonBody } from "./upstream";
 
 /** A provider's key set as this location last got it, as stored in the Cache API. Times in ms since the epoch. */
 interface KeySet {
@@ -185,19 +186,8 @@ async function fetchKeys(jwksUrl: string): Promise<Keys> {
 }
 
 /** GETs a JSON document from the provider; any failure (timeout, network, not 200, not JSON) is `fail(why)`. */
-async function fetchJson<T>(url: string, accept: string, timeoutMs: number, fail: (why: string) => Problem): Promise<T> {
-  let response: Response;
-  try {
-    response = await fetch(url, { headers: { accept }, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
-  } catch (error) {
-    throw fail((error as Error).name === "TimeoutError" ? "timed out" : "network error");
-  }
-  if (response.status !== 200) throw fail(`HTTP ${response.status}`);
-  try {
-    return await response.json<T>();
-  } catch (error) {
-    throw fail((error as Error).name === "TimeoutError" ? "timed out" : "not JSON");
-  }
+async function fetchJson<T>(url: string, accept: string, timeoutMs: number, fail: Failure): Promise<T> {
+  return jsonBody<T>(await callUpstream(url, { headers: { accept }, timeoutMs, accept: [200] }, fail), fail);
 }
 
 /** The location's cached key set for `id`; anything unusable there is a miss. */

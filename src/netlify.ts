@@ -10,6 +10,8 @@
 import { NETLIFY_CACHE_MAX_BYTES, NETLIFY_USER_CACHE_MS, UPSTREAM_TIMEOUT_MS } from "./constants";
 import { Problem } from "./errors";
 import { singleFlight } from "./single-flight";
+import { callUpstream, type Failure, jsonBody } from "./upstream";
+import { isPlainObject } from "./validate";
 
 /** The user as the Identity endpoint describes it (`id`, `email`, `app_metadata`, ...). */
 export type NetlifyUser = Readonly<Record<string, unknown>>;
@@ -43,33 +45,15 @@ export async function netlifyRoles(
   }, () => unavailable("timed out"));
 }
 
-async function askNetlify(url: string, token: string, unavailable: (why: string) => Problem): Promise<NetlifyUser> {
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      headers: { Authorization: `Bearer ${token}`, accept: "application/json" },
-      redirect: "manual",
-      signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
-    });
-  } catch (error) {
-    throw unavailable((error as Error).name === "TimeoutError" ? "timed out" : "network error");
-  }
-  if (response.status === 401 || response.status === 403) {
-    await response.body?.cancel();
-    throw new Problem("identity-token-rejected", "Netlify Identity does not accept the identity token.");
-  }
-  if (response.status !== 200) {
-    await response.body?.cancel();
-    throw unavailable(`HTTP ${response.status}`);
-  }
-  let user: unknown;
-  try {
-    user = await response.json();
-  } catch {
-    throw unavailable("not JSON");
-  }
-  if (typeof user !== "object" || user === null || Array.isArray(user)) throw unavailable("not a user");
-  return user as NetlifyUser;
+async function askNetlify(url: string, token: string, unavailable: Failure): Promise<NetlifyUser> {
+  const rejected = (status: number) =>
+    status === 401 || status === 403
+      ? new Problem("identity-token-rejected", "Netlify Identity does not accept the identity token.")
+      : undefined;
+  const init = { headers: { Authorization: `Bearer ${token}`, accept: "application/json" }, timeoutMs: UPSTREAM_TIMEOUT_MS, accept: [200] };
+  const user = await jsonBody<unknown>(await callUpstream(url, init, unavailable, rejected), unavailable);
+  if (!isPlainObject(user)) throw unavailable("not a user");
+  return user;
 }
 
 /** Keeps `roles` under `key`, forgetting the oldest answers to stay within NETLIFY_CACHE_MAX_BYTES. */

@@ -8,6 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { type Capability, CapabilityError, parseCapability } from "./capability";
 import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "./constants";
 import { Problem } from "./errors";
+import { mediaType } from "./headers";
 
 export interface TokenParams {
   /** Requested lifetime, in milliseconds, as Ably's TokenParams.ttl. */
@@ -45,7 +46,7 @@ async function rawParams(c: Context): Promise<URLSearchParams> {
   const type = c.req.header("Content-Type");
   const body = await c.req.text();
   if (type === undefined && body === "") return new URLSearchParams();
-  if (type?.split(";")[0]?.trim().toLowerCase() !== FORM) {
+  if (mediaType(type) !== FORM) {
     throw new Problem("unsupported-media-type", `POST token parameters must be sent as ${FORM}.`);
   }
   return new URLSearchParams(body);

@@ -3,6 +3,7 @@
  * nothing but the table of asks in flight; callers say what an ask is and what a timeout means.
  */
 import { UPSTREAM_TIMEOUT_MS } from "./constants";
+import { withTimeout } from "./upstream";
 
 const inFlight = new Map<string, Promise<unknown>>();
 
@@ -22,19 +23,11 @@ export function singleFlight<T>(id: string, start: () => Promise<T>, timedOut: (
   return started;
 }
 
-async function joined<T>(running: Promise<T>, id: string, timedOut: () => Error): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const gaveUp = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      if (inFlight.get(id) === running) inFlight.delete(id); // the next request starts afresh
-      reject(timedOut());
-    }, UPSTREAM_TIMEOUT_MS);
+function joined<T>(running: Promise<T>, id: string, timedOut: () => Error): Promise<T> {
+  return withTimeout(running, UPSTREAM_TIMEOUT_MS, () => {
+    if (inFlight.get(id) === running) inFlight.delete(id); // the next request starts afresh
+    return timedOut();
   });
-  try {
-    return await Promise.race([running, gaveUp]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Forgets every ask in flight, as a fresh isolate starts. For tests. */

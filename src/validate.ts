@@ -1,4 +1,4 @@
-/** Small checks of configuration values, shared by config.ts and providers.ts. */
+/** Small checks of values: configuration, stored records, JSON from the outside. */
 
 export function jsonOrUndefined(text: string): unknown {
   try {
