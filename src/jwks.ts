@@ -209,6 +209,11 @@ export function jwksCacheKey(issuer: string, jwksUrl: string): string {
   return `https://${new URL(jwksUrl).host}/.ably-edge-auth/jwks-v1?${new URLSearchParams({ issuer, jwksUrl }).toString()}`;
 }
 
+/** The key of an issuer's discovery answer in the location's cache, beside its keys'. */
+export function discoveryCacheKey(issuer: string): string {
+  return `https://${new URL(issuer).host}/.ably-edge-auth/discovery-v2?${new URLSearchParams({ issuer }).toString()}`;
+}
+
 /** Forgets what this isolate holds, as a fresh isolate starts; the location's cache stays. For tests. */
 export function forgetIsolateState(): void {
   resolvers = new WeakMap();
@@ -228,7 +233,7 @@ export function forgetIsolateState(): void {
 async function discoverJwksUrl(issuer: string): Promise<string> {
   const hit = discovered.get(issuer);
   if (hit && isCurrent(hit)) return hit.jwksUrl;
-  const key = `https://${new URL(issuer).host}/.ably-edge-auth/discovery-v2?${new URLSearchParams({ issuer }).toString()}`;
+  const key = discoveryCacheKey(issuer);
   return (await singleFlight(key, () => rediscover(issuer, key), () => unavailable("timed out"))).jwksUrl;
 }
 

@@ -6,11 +6,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Capability, intersect, parseCapability } from "../../src/capability";
-import { PROBLEM_TYPE_PREFIX, Problem } from "../../src/errors";
+import { BAN_LOOKUP_TIMEOUT_MS } from "../../src/constants";
+import { Problem } from "../../src/errors";
 import { parseTokenParams } from "../../src/params";
-import { call, getToken, problemOf, rateLimiters, token } from "./helpers";
-
-const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
+import { call, getToken, problemCode, rateLimiters, token } from "./helpers";
 
 /**
  * The binding counts in fixed windows of the period: a window may end mid-test and reset the count.
@@ -32,7 +31,7 @@ describe("rate limits (IP_RATE_LIMITER 300/min, USER_RATE_LIMITER 20/min in wran
     );
     expect(count).toBeGreaterThan(300);
     expect(res.headers.get("retry-after")).toBe("60");
-    expect(await typeOf(res)).toBe("rate-limited");
+    expect(await problemCode(res)).toBe("rate-limited");
     // Another IP is not affected.
     const other = await call("/auth", { headers: { "CF-Connecting-IP": "203.0.113.8", Authorization: `Bearer ${await token()}` } }, rateLimiters);
     expect(other.status).toBe(200);
@@ -44,7 +43,7 @@ describe("rate limits (IP_RATE_LIMITER 300/min, USER_RATE_LIMITER 20/min in wran
       call("/auth", { headers: { "CF-Connecting-IP": `198.51.100.${i % 250}`, Authorization: `Bearer ${jwt}` } }, rateLimiters),
     );
     expect(count).toBeGreaterThan(20);
-    expect(await typeOf(res)).toBe("rate-limited");
+    expect(await problemCode(res)).toBe("rate-limited");
     expect((await getToken(await token({ claims: { sub: "not-a-farmer" } }), "", {}, rateLimiters)).status).toBe(200);
   });
 
@@ -76,8 +75,10 @@ describe("a ban list that is slow or down", () => {
     const started = Date.now();
     const res = await getToken(await token(), "", {}, { BANS: never });
     expect(res.status).toBe(503);
-    expect(await typeOf(res)).toBe("ban-list-unavailable");
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await problemCode(res)).toBe("ban-list-unavailable");
+    // The 2 s bound, not the client's 10 s: waited out, then answered at once.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(BAN_LOOKUP_TIMEOUT_MS);
+    expect(Date.now() - started).toBeLessThan(BAN_LOOKUP_TIMEOUT_MS + 1_000);
   });
 
   it("issues when BAN_LIST_FAIL_OPEN=true, for operators who prefer availability", async () => {

@@ -3,6 +3,7 @@
  * identity tokens from the stand-in provider's keys, and calls into the worker.
  */
 import { env } from "cloudflare:workers";
+import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import worker from "../../src/index";
 import { verifyAblyToken } from "../support/ably-token";
 import type { SigningKeys } from "../support/identity-provider";
@@ -93,3 +94,9 @@ export async function problemOf(response: Response) {
   }
   return response.json<{ type: string; title: string; status: number; detail: string }>();
 }
+
+/** The problem code of a failed response (`user-banned`, ...), after checking it is a problem document. */
+export const problemCode = async (response: Response) => (await problemOf(response)).type.slice(PROBLEM_TYPE_PREFIX.length);
+
+/** How often each host and path of the stand-in identity provider has been fetched (`idp.test/jwks` → 3). */
+export const providerFetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();

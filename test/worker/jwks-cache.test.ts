@@ -8,15 +8,14 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWKS_STALE_IF_ERROR_MS } from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetIsolateState, jwksCacheKey } from "../../src/jwks";
-import { getToken, ISSUER, keys, problemOf, token } from "./helpers";
+import { getToken, ISSUER, keys, problemOf, providerFetches, token } from "./helpers";
 
-const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
 
 /** How many fetches of `path` (host and path, e.g. `idp.test/jwks`) `during` caused. */
 async function fetchesOf(path: string, during: () => Promise<unknown>): Promise<number> {
-  const before = (await fetches())[path] ?? 0;
+  const before = (await providerFetches())[path] ?? 0;
   await during();
-  return ((await fetches())[path] ?? 0) - before;
+  return ((await providerFetches())[path] ?? 0) - before;
 }
 
 let urls = 0;
@@ -58,9 +57,9 @@ describe("one JWKS fetch per location", () => {
     const jwt = await token();
     expect((await getToken(jwt)).status).toBe(200);
     forgetIsolateState();
-    const before = await fetches();
+    const before = await providerFetches();
     expect((await getToken(jwt)).status).toBe(200);
-    expect(await fetches()).toEqual(before);
+    expect(await providerFetches()).toEqual(before);
   });
 
   it("keys past their max age are fetched again once, and the other isolates take the new ones", async () => {

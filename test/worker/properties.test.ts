@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { SignJWT } from "jose";
 import { describe, expect, it, vi } from "vitest";
 import { instantiate as srcInstantiate, parseCapability } from "../../src/capability";
-import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
+
 import {
   allows,
   type Capability,
@@ -20,13 +20,12 @@ import {
   probes,
   utf8Length,
 } from "../support/ably-reference";
-import { ALLOWED_ORIGIN, call, getToken, keys, problemOf, seen, token, verifyAsAbly } from "./helpers";
+import { ALLOWED_ORIGIN, call, getToken, keys, problemCode, problemOf, seen, token, verifyAsAbly } from "./helpers";
 
 const RUNS = 1000;
 // 1000 runs of a few requests each take seconds, not the default 5.
 vi.setConfig({ testTimeout: 120_000 });
 const OPERATIONS = ["publish", "subscribe", "presence", "history", "channel-metadata"] as const;
-const codeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
 // ---- generators -----------------------------------------------------------------------------
 
@@ -122,18 +121,18 @@ describe("own channels only", () => {
         }
         if (res.status === 500) {
           expect(plainlyAcceptable(grant, key)).toBe(false);
-          expect(await codeOf(res)).toBe("misconfigured");
+          expect(await problemCode(res)).toBe("misconfigured");
           return;
         }
         if (wanted && Object.keys(wanted).includes("")) {
           // Ably has no resource named "": a malformed request, refused before the identity is looked at.
           expect(res.status).toBe(400);
-          expect(await codeOf(res)).toBe("parameter-invalid");
+          expect(await problemCode(res)).toBe("parameter-invalid");
           return;
         }
         if (!isUserId(sub)) {
           expect(res.status).toBe(401);
-          expect(await codeOf(res)).toBe("client-id-invalid");
+          expect(await problemCode(res)).toBe("client-id-invalid");
           return;
         }
         const mine = instantiate(grant, sub);
@@ -141,7 +140,7 @@ describe("own channels only", () => {
           (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
         const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
         if (res.status === 403) {
-          expect(await codeOf(res)).toBe("capability-empty");
+          expect(await problemCode(res)).toBe("capability-empty");
           expectExactly({}, expected, resources, ["f", sub]);
           return;
         }
@@ -208,7 +207,7 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
             const insideAnother = prefixes.some((q, j) => j !== i && ((q.length > prefixes[i]!.length && id.startsWith(q)) || q.startsWith(`${id}:`)));
             if (!isUserId(sub) || utf8Length(id) > 256 || insideAnother) {
               expect(res.status, `${JSON.stringify(id)}`).toBe(401);
-              expect(await codeOf(res)).toBe("client-id-invalid");
+              expect(await problemCode(res)).toBe("client-id-invalid");
               continue;
             }
             expect(res.status).toBe(200);
@@ -267,7 +266,7 @@ describe("a ban holds for every id the endpoint can issue to", () => {
         expect(stored.reason).toBe(reason);
         const refused = await getToken(jwt);
         expect(refused.status).toBe(403);
-        expect(await codeOf(refused)).toBe("user-banned");
+        expect(await problemCode(refused)).toBe("user-banned");
         expect((await admin("DELETE", sub)).status).toBe(204);
       }),
       { numRuns: RUNS },
@@ -324,7 +323,7 @@ describe("outages degrade as documented", () => {
         const res = await getToken(jwt, "", {}, env);
         if (res.status < 500) return;
         expect(res.status).toBe(503);
-        expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await codeOf(res));
+        expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await problemCode(res));
         expect(res.headers.get("retry-after")).toBe("10");
       }),
       { numRuns: RUNS },

@@ -5,11 +5,9 @@
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DISCOVERY_CACHE_MS, JWKS_STALE_IF_ERROR_MS, MAX_BAN_REASON_BYTES, MAX_BAN_REASON_CHARS } from "../../src/constants";
-import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { forgetIsolateState } from "../../src/jwks";
-import { bodyOf, call, getToken, keys, problemOf, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
 
-const typeOf = async (res: Response) => (await problemOf(res)).type.slice(PROBLEM_TYPE_PREFIX.length);
+import { forgetIsolateState } from "../../src/jwks";
+import { bodyOf, call, getToken, keys, problemCode, problemOf, providerFetches, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
 
 /** The issued token's clientId and capability, after checking the answer is 200. */
 async function issued(res: Response) {
@@ -29,7 +27,7 @@ describe("a user id with replacement patterns ($' $` $& $$) gets its own channel
     const askForBobs = `?capability=${encodeURIComponent('{"private:bob":["*"]}')}`;
     const res = await getToken(jwt, askForBobs);
     expect(res.status).toBe(403);
-    expect(await typeOf(res)).toBe("capability-empty");
+    expect(await problemCode(res)).toBe("capability-empty");
   });
 
   it("through CLIENT_ID_CLAIM=email", async () => {
@@ -49,19 +47,18 @@ describe("a user id with replacement patterns ($' $` $& $$) gets its own channel
 describe("an identity provider outage longer than the discovery cache", () => {
   const env = { JWT_ISSUER: "https://outage.test/" };
   const outageToken = () => token({ claims: { iss: "https://outage.test/" } });
-  const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
   afterEach(async () => void (await fetch("https://outage.test/__up")));
 
   it("keeps verifying with the last good discovery and keys for 12 h, asking once per 30 s", async () => {
     const jwt = await outageToken();
     expect((await getToken(jwt, "", {}, env)).status).toBe(200);
     await fetch("https://outage.test/__down");
-    const before = await fetches();
+    const before = await providerFetches();
     vi.spyOn(Date, "now").mockReturnValue(Date.now() + DISCOVERY_CACHE_MS + 60_000);
     for (let i = 0; i < 20; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
     forgetIsolateState(); // another isolate of the location
     for (let i = 0; i < 5; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
-    const after = await fetches();
+    const after = await providerFetches();
     const asked = (path: string) => (after[path] ?? 0) - (before[path] ?? 0);
     expect(asked("outage.test/.well-known/openid-configuration")).toBe(1);
     expect(asked("outage.test/jwks")).toBeLessThanOrEqual(1);
@@ -75,7 +72,7 @@ describe("an identity provider outage longer than the discovery cache", () => {
     vi.spyOn(Date, "now").mockReturnValue(Date.now() + JWKS_STALE_IF_ERROR_MS + 60_000);
     const res = await getToken(jwt, "", {}, env);
     expect(res.status).toBe(503);
-    expect(await typeOf(res)).toBe("identity-provider-unavailable");
+    expect(await problemCode(res)).toBe("identity-provider-unavailable");
   });
 });
 
@@ -119,7 +116,7 @@ describe("every ban-list operation is bounded, the admin API's too", () => {
       body: method === "PUT" ? "{}" : undefined,
     }, { ADMIN_TOKEN, BANS: hanging });
     expect(res.status).toBe(503);
-    expect(await typeOf(res)).toBe("ban-list-unavailable");
+    expect(await problemCode(res)).toBe("ban-list-unavailable");
   });
 });
 
@@ -141,7 +138,7 @@ describe("two providers' prefixes never merge their users", () => {
     const env = envWith("corp:", "corp:eu:");
     const first = await getToken(await mint("a", "eu:alice"), "", {}, env);
     expect(first.status).toBe(401);
-    expect(await typeOf(first)).toBe("client-id-invalid");
+    expect(await problemCode(first)).toBe("client-id-invalid");
     expect((await issued(await getToken(await mint("b", "alice"), "", {}, env))).clientId).toBe("corp:eu:alice");
   });
 
@@ -151,7 +148,7 @@ describe("two providers' prefixes never merge their users", () => {
   ])("%s: refused", async (_name, prefixA, prefixB, sub) => {
     const res = await getToken(await mint("a", sub), "", {}, envWith(prefixA, prefixB));
     expect(res.status).toBe(401);
-    expect(await typeOf(res)).toBe("client-id-invalid");
+    expect(await problemCode(res)).toBe("client-id-invalid");
   });
 
   it("refuses two providers with one prefix at load, naming both", async () => {
@@ -166,7 +163,7 @@ describe("a user id that is not well-formed Unicode", () => {
   it.each([{}, { BAN_LIST_FAIL_OPEN: "true" }])("is refused before the ban list is read (%o)", async (env) => {
     const res = await getToken(await token({ claims: { sub: "evader\ud800" } }), "", {}, env);
     expect(res.status).toBe(401);
-    expect(await typeOf(res)).toBe("client-id-invalid");
+    expect(await problemCode(res)).toBe("client-id-invalid");
   });
 });
 
@@ -184,15 +181,14 @@ describe("found by the review of these fixes", () => {
     for (const mode of ["no-cors", "navigate"]) {
       const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": mode } }, env);
       expect(res.status).toBe(403);
-      expect(await typeOf(res)).toBe("origin-not-allowed");
+      expect(await problemCode(res)).toBe("origin-not-allowed");
     }
     const fetched = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" } }, env);
     expect((await issued(fetched)).clientId).toBe("same-origin-img");
   });
 
   it("a provider that was never reached is asked once per 30 s, not once per request", async () => {
-    const fetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
-    const before = await fetches();
+    const before = await providerFetches();
     const cases = [
       { env: { JWT_ISSUER: "https://down.test/" }, claims: { iss: "https://down.test/" } },
       { env: { JWKS_URL: "https://html.test/jwks?cooldown=1" }, claims: {} },
@@ -200,7 +196,7 @@ describe("found by the review of these fixes", () => {
     for (const { env, claims } of cases) {
       for (let i = 0; i < 10; i++) expect((await getToken(await token({ claims }), "", {}, env)).status).toBe(503);
     }
-    const after = await fetches();
+    const after = await providerFetches();
     const asked = (path: string) => (after[path] ?? 0) - (before[path] ?? 0);
     expect(asked("down.test/.well-known/openid-configuration")).toBe(1);
     expect(asked("html.test/jwks")).toBe(1);
@@ -269,7 +265,7 @@ describe("templates that could reach another user's channels are refused at load
     const env = { ABLY_CAPABILITY: '{"dm:{clientId}:*":["*"]}' };
     const res = await getToken(await token({ claims: { sub: "alice:bob" } }), "", {}, env);
     expect(res.status).toBe(401);
-    expect(await typeOf(res)).toBe("client-id-invalid");
+    expect(await problemCode(res)).toBe("client-id-invalid");
     expect(keys.rsa).toBeDefined();
   });
 });
