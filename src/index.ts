@@ -58,7 +58,8 @@ app.get("/healthz", (c) => {
 
 app.use("/auth", allowMethods(["GET", "POST", "OPTIONS"]), withConfig(), originGuard(), sizeLimits());
 
-// A preflight from an allowed origin is answered by originGuard; this is one without Origin.
+// originGuard answers a preflight from an allowed origin with its CORS headers; what reaches this
+// handler is an OPTIONS without Origin, or from the worker's own origin, which needs none.
 app.options("/auth", (c) => c.body(null, 204, { Allow: "GET, POST, OPTIONS" }));
 
 app.on(["GET", "POST"], "/auth", async (c) => {

@@ -20,12 +20,13 @@
  * users, so the per-user rate limit of wrangler.toml never answers instead of the code under test.
  */
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import { decodeJwt, exportJWK, generateKeyPair, type JWK } from "jose";
+import { decodeJwt, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, RETRY_AFTER_SECONDS, UPSTREAM_TIMEOUT_MS } from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { verifyAblyToken } from "../support/ably-token";
 import { TEST_ABLY_KEY } from "../support/identity-provider";
+import { keyPair } from "../support/keys";
 import { freePort } from "../support/node-server";
 import { type OidcProvider, startOidcProvider } from "../support/oidc";
 import { identityToken } from "../support/tokens";
@@ -74,8 +75,7 @@ const lastFetch = { main: { from: 0, to: 0 }, second: { from: 0, to: 0 } };
 beforeAll(async () => {
   idp = await startOidcProvider({ resources: [RESOURCE, OTHER_RESOURCE], users: USERS });
   for (const user of USERS) firstKey.set(user, await idp.token(user, RESOURCE));
-  const { privateKey } = await generateKeyPair("RS256", { extractable: true });
-  strangerKey = { ...(await exportJWK(privateKey)), alg: "RS256" };
+  strangerKey = (await keyPair("RS256")).priv;
 
   silent = createNetServer((socket) => {
     silentConnections += 1;

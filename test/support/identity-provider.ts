@@ -10,7 +10,8 @@
  * timeout), outage.test (a real provider whose outage GET /__down starts and GET /__up ends).
  * GET /__fetches on any host reports fetch counts.
  */
-import { exportJWK, generateKeyPair, type JWK } from "jose";
+import type { JWK } from "jose";
+import { keyPair } from "./keys";
 
 /** How long slow.test takes: past the worker's 3 s JWKS timeout, short enough for a test. */
 const SLOW_MS = 4_000;
@@ -26,13 +27,6 @@ export interface SigningKeys {
   attacker: JWK;
   /** In other-idp.test's JWKS only, with the same kid as `rsa`. */
   other: JWK;
-}
-
-async function keyPair(alg: "RS256" | "ES256", kid: string) {
-  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-  const pub = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
-  const priv = { ...(await exportJWK(privateKey)), kid, alg };
-  return { pub, priv };
 }
 
 export async function identityProvider(origin = "https://idp.test") {

@@ -15,8 +15,9 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { exportJWK, generateKeyPair, type JWK } from "jose";
+import type { JWK } from "jose";
 import { type Configuration, errors, Provider } from "oidc-provider";
+import { keyPair } from "./keys";
 
 export const DISCOVERY_PATH = "/.well-known/openid-configuration";
 /** Set explicitly (it is also oidc-provider's default) so the counter matches discovery's jwks_uri. */
@@ -53,8 +54,7 @@ export interface OidcProvider {
 }
 
 async function signingKey(kid: string): Promise<JWK> {
-  const { privateKey } = await generateKeyPair("RS256", { extractable: true });
-  return { ...(await exportJWK(privateKey)), kid, alg: "RS256", use: "sig" };
+  return { ...(await keyPair("RS256", kid)).priv, use: "sig" };
 }
 
 const secretOf = (user: string) => `secret-of-${user}`;

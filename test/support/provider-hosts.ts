@@ -6,7 +6,8 @@
  * endpoint checks HS256 tokens with a secret only it and the tests know, as a hosted site does.
  * GET https://providers.test/__fetches reports fetch counts by host and path.
  */
-import { exportJWK, generateKeyPair, type JWK, jwtVerify } from "jose";
+import { type JWK, jwtVerify } from "jose";
+import { keyPair } from "./keys";
 
 /** Names of the providers with a JWKS here; each has one signing key. */
 export const KEYED = [
@@ -37,14 +38,6 @@ export interface ProviderKeys {
   readonly keys: Record<Keyed, JWK>;
   /** The HS256 secret the hosted Netlify site signs with (the worker never sees it). */
   readonly netlifySecret: string;
-}
-
-async function keyPair(alg: "RS256" | "ES256", kid: string) {
-  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-  return {
-    pub: { ...(await exportJWK(publicKey)), kid, alg, use: "sig" },
-    priv: { ...(await exportJWK(privateKey)), kid, alg },
-  };
 }
 
 export async function providerHosts() {
