@@ -20,7 +20,7 @@ import {
 } from "./constants";
 import { type AppEnv, allowMethods } from "./context";
 import { Problem } from "./errors";
-import { bearerToken, mediaType } from "./headers";
+import { bearerToken, mediaType } from "./request-headers";
 import { revokeClientTokens } from "./revocation";
 import { isPlainObject } from "./validate";
 

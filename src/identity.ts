@@ -9,7 +9,7 @@ import { clientIdFor } from "./client-id";
 import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
 import { Problem, type ProblemCode } from "./errors";
 import { keyResolver } from "./jwks";
-import { bearerToken } from "./headers";
+import { bearerToken } from "./request-headers";
 import { netlifyRoles } from "./netlify";
 
 /** A verified caller. */

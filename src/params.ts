@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { type Capability, CapabilityError, parseCapability } from "./capability";
 import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "./constants";
 import { Problem } from "./errors";
-import { mediaType } from "./headers";
+import { mediaType } from "./request-headers";
 
 export interface TokenParams {
   /** Requested lifetime, in milliseconds, as Ably's TokenParams.ttl. */
