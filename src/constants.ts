@@ -66,6 +66,14 @@ export const JWKS_FETCH_TIMEOUT_MS = UPSTREAM_TIMEOUT_MS - DISCOVERY_TIMEOUT_MS;
  */
 export const JWKS_COOLDOWN_MS = 30_000;
 
+/**
+ * How long a failed ask of an identity provider is remembered when there is no earlier answer to
+ * fall back on, in ms: as long as one ask may take, so a provider that is down (or was never there)
+ * is asked at most once per 5 s per isolate rather than once per request, and serves again within
+ * 5 s of coming back.
+ */
+export const FAILED_ASK_MEMORY_MS = UPSTREAM_TIMEOUT_MS;
+
 /** How long a location trusts a fetched JWKS before refetching it, in ms: 10 min (jose's default). */
 export const JWKS_CACHE_MAX_AGE_MS = 600_000;
 

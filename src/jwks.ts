@@ -23,6 +23,7 @@ import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jos
 import type { ProviderConfig } from "./providers";
 import {
   DISCOVERY_CACHE_MS,
+  FAILED_ASK_MEMORY_MS,
   DISCOVERY_TIMEOUT_MS,
   JWKS_CACHE_MAX_AGE_MS,
   JWKS_COOLDOWN_MS,
@@ -130,7 +131,7 @@ function refresh(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boo
 /**
  * A fresh answer from the provider, else (it failing) the last good one if younger than
  * JWKS_STALE_IF_ERROR_MS, its failed ask recorded for the cooldown. With nothing to fall back on,
- * the failure itself is kept: for JWKS_COOLDOWN_MS this isolate answers with it without asking,
+ * the failure itself is kept: for FAILED_ASK_MEMORY_MS this isolate answers with it without asking,
  * so tokens cannot make the worker ask a provider that is down (or was never there) per request.
  */
 async function askProvider<T extends { readonly fetchedAt: number; readonly askedAt: number }>(
@@ -140,7 +141,7 @@ async function askProvider<T extends { readonly fetchedAt: number; readonly aske
 ): Promise<T> {
   const now = Date.now();
   const failed = failures.get(id);
-  if (failed && !last && now < failed.at + JWKS_COOLDOWN_MS) throw failed.error;
+  if (failed && !last && now < failed.at + FAILED_ASK_MEMORY_MS) throw failed.error;
   try {
     const fresh = await ask(now);
     failures.delete(id);
