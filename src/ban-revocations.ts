@@ -21,6 +21,7 @@ import {
   ABLY_MAX_ISSUED_BEFORE_AGE_MS,
   REVOCATION_MAX_ATTEMPTS,
   REVOCATION_RETRY_BASE_MS,
+  UPSTREAM_TIMEOUT_MS,
 } from "./constants";
 import { type Revocation, revokeClientTokens } from "./revocation";
 
@@ -44,6 +45,8 @@ interface Round {
 
 /** What the object stores under PLAN_KEY: everything but the Ably key, which comes from the environment. */
 interface Plan {
+  /** New on every write: an attempt whose plan changed while it awaited Ably drops its result. */
+  readonly revision: string;
   readonly clientId: string;
   readonly restUrl: string;
   readonly rounds: readonly Round[];
@@ -81,26 +84,22 @@ export class BanRevocations extends DurableObject<Env> {
    * planned before (a re-ban reschedules). Answers once the first round's first attempt is made.
    */
   async revokeNowAndAfterPropagation(clientId: string, restUrl: string, propagationSeconds: number): Promise<RevocationStatus> {
-    return this.serialized(async () => {
-      const now = Date.now();
-      const round = (name: Round["name"], due: number): Round => ({ name, due, state: "pending", attempts: [] });
-      const plan: Plan = {
-        clientId,
-        restUrl,
-        rounds: [round("at-ban", now), round("after-propagation", now + propagationSeconds * 1000)],
-      };
-      // Stored, alarm set at the first round, before calling Ably: a crash during the call retries it.
-      await this.store(plan);
-      return statusOf(await this.attemptNext(plan));
-    });
+    const now = Date.now();
+    const round = (name: Round["name"], due: number): Round => ({ name, due, state: "pending", attempts: [] });
+    const plan = await this.store(
+      { clientId, restUrl, rounds: [round("at-ban", now), round("after-propagation", now + propagationSeconds * 1000)] },
+      // Stored before calling Ably, with the alarm where the retry would be had the call failed: a
+      // crash during it is retried, and no alarm races it.
+      now + UPSTREAM_TIMEOUT_MS + retryDelay(1),
+    );
+    const stored = await this.attemptNext(plan);
+    return stored ? statusOf(stored) : { status: "none", airtightAt: null };
   }
 
   /** Drops every pending round and the history: the ban was lifted. */
   async cancel(): Promise<void> {
-    await this.serialized(async () => {
-      await this.ctx.storage.deleteAlarm();
-      await this.ctx.storage.deleteAll();
-    });
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
   }
 
   /** The revocations of the current ban, or null when none was planned. */
@@ -111,18 +110,19 @@ export class BanRevocations extends DurableObject<Env> {
 
   /** Makes the attempt that is due. An alarm runs when it is due, so none is checked against the clock. */
   override async alarm(): Promise<void> {
-    await this.serialized(async () => {
-      const plan = await this.ctx.storage.get<Plan>(PLAN_KEY);
-      if (plan) await this.attemptNext(plan);
-    });
+    const plan = await this.ctx.storage.get<Plan>(PLAN_KEY);
+    if (plan) await this.attemptNext(plan);
   }
 
   /**
    * Makes the earliest pending round's next attempt and stores the result, with the alarm at the
-   * attempt after it. A round keeps the `issuedBefore` of its first attempt, so that its retries
-   * revoke what it set out to revoke.
+   * attempt after it; answers the plan stored then. A round keeps the `issuedBefore` of its first
+   * attempt, so that its retries revoke what it set out to revoke. Other calls and alarms may run
+   * while Ably is awaited (a Durable Object's input gate stays open during a fetch, and keeping it
+   * shut with blockConcurrencyWhile also holds back the fetch's own timeout): an unban or a re-ban
+   * meanwhile wins, and this result is dropped.
    */
-  private async attemptNext(plan: Plan): Promise<Plan> {
+  private async attemptNext(plan: Plan): Promise<Plan | undefined> {
     const next = nextAttempt(plan);
     if (!next) return plan;
     const round = plan.rounds[next.index]!;
@@ -130,12 +130,10 @@ export class BanRevocations extends DurableObject<Env> {
     const result = await this.revoke(plan, issuedBefore);
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
     const attempts = [...round.attempts, { at, issuedBefore, outcome: result.status, ...(result.status === "failed" ? { reason: result.reason } : {}) }];
-    const updated: Plan = {
-      ...plan,
-      rounds: plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, issuedBefore) } : r)),
-    };
-    await this.store(updated);
-    return updated;
+    const rounds = plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, issuedBefore) } : r));
+    const current = await this.ctx.storage.get<Plan>(PLAN_KEY);
+    if (current?.revision !== plan.revision) return current;
+    return this.store({ ...plan, rounds });
   }
 
   /** One call to Ably with the key from this object's environment, which is the worker's. */
@@ -145,25 +143,21 @@ export class BanRevocations extends DurableObject<Env> {
     return revokeClientTokens(plan.restUrl, result.config.ablyKey, plan.clientId, issuedBefore);
   }
 
-  /** Stores the plan and points the alarm at its next attempt, or clears it when none is left. */
-  private async store(plan: Plan): Promise<void> {
-    await this.ctx.storage.put(PLAN_KEY, plan);
-    const next = nextAttempt(plan);
-    if (next) await this.ctx.storage.setAlarm(next.at);
-    else await this.ctx.storage.deleteAlarm();
-  }
-
   /**
-   * Runs `work` with no other call or alarm delivered to this object meanwhile, even while it
-   * awaits Ably (at most UPSTREAM_TIMEOUT_MS): an unban arriving mid-call must not be overwritten.
+   * Stores the plan under a new revision and points the alarm at `alarmAt`, by default its next
+   * attempt; clears the alarm when none is left.
    */
-  private serialized<T>(work: () => Promise<T>): Promise<T> {
-    return this.ctx.blockConcurrencyWhile(work);
+  private async store(content: Omit<Plan, "revision">, alarmAt = nextAttempt(content)?.at): Promise<Plan> {
+    const plan = { ...content, revision: crypto.randomUUID() };
+    await this.ctx.storage.put(PLAN_KEY, plan);
+    if (alarmAt === undefined) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(alarmAt);
+    return plan;
   }
 }
 
 /** The pending round to try next and when: its due time, or the backoff after its last failure. */
-function nextAttempt(plan: Plan): { index: number; at: number } | undefined {
+function nextAttempt(plan: Pick<Plan, "rounds">): { index: number; at: number } | undefined {
   let next: { index: number; at: number } | undefined;
   plan.rounds.forEach((round, index) => {
     if (round.state !== "pending") return;
