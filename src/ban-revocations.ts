@@ -62,8 +62,8 @@ export interface RevocationStatus {
   readonly status: "pending" | "revoked" | "failed" | "none" | "not-enabled";
   /**
    * From when no token issued to the user is valid any more, the ban having reached every location
-   * (within BAN_PROPAGATION_SECONDS): the last round's success, or when it is due; null once a round
-   * failed. Without revocable tokens: the ban plus BAN_PROPAGATION_SECONDS plus the token lifetime.
+   * (within BAN_PROPAGATION_SECONDS): the last round's success, or when it is next tried; null once
+   * it failed. Without revocable tokens: the ban plus BAN_PROPAGATION_SECONDS plus the token lifetime.
    */
   readonly airtightAt: string | null;
   /** When the next attempt is due; null when none is. */
@@ -129,6 +129,9 @@ export class BanRevocations extends DurableObject<Env> {
     const issuedBefore = round.attempts[0]?.issuedBefore ?? Date.now();
     const result = await this.revoke(plan, issuedBefore);
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
+    if (result.status === "failed") {
+      console.warn(JSON.stringify({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason }));
+    }
     const attempts = [...round.attempts, { at, issuedBefore, outcome: result.status, ...(result.status === "failed" ? { reason: result.reason } : {}) }];
     const rounds = plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, issuedBefore) } : r));
     const current = await this.ctx.storage.get<Plan>(PLAN_KEY);
@@ -156,16 +159,21 @@ export class BanRevocations extends DurableObject<Env> {
   }
 }
 
-/** The pending round to try next and when: its due time, or the backoff after its last failure. */
+/** The pending round to try next and when. */
 function nextAttempt(plan: Pick<Plan, "rounds">): { index: number; at: number } | undefined {
   let next: { index: number; at: number } | undefined;
   plan.rounds.forEach((round, index) => {
-    if (round.state !== "pending") return;
-    const last = round.attempts.at(-1);
-    const at = last ? last.at + retryDelay(round.attempts.length) : round.due;
-    if (!next || at < next.at) next = { index, at };
+    const at = nextAttemptOf(round);
+    if (at !== undefined && (!next || at < next.at)) next = { index, at };
   });
   return next;
+}
+
+/** When a pending round is tried next: when it is due, or the backoff after its last failure. */
+function nextAttemptOf(round: Round): number | undefined {
+  if (round.state !== "pending") return undefined;
+  const last = round.attempts.at(-1);
+  return last ? last.at + retryDelay(round.attempts.length) : round.due;
 }
 
 /** The wait after the `failures`-th failed attempt: REVOCATION_RETRY_BASE_MS, doubling each time. */
@@ -182,15 +190,18 @@ function stateAfter(result: Revocation, attempts: readonly Attempt[], issuedBefo
   return retry ? "pending" : "failed";
 }
 
+/**
+ * What the admin API shows. The ban is airtight when the last round succeeds: its `issuedBefore` is
+ * the latest, so it revokes all the first one did and every token minted since.
+ */
 function statusOf(plan: Plan): RevocationStatus {
   const iso = (ms: number) => new Date(ms).toISOString();
   const next = nextAttempt(plan);
   const last = plan.rounds.at(-1)!;
-  const failed = plan.rounds.some((r) => r.state === "failed");
-  const airtight = last.state === "revoked" ? last.attempts.at(-1)!.at : next?.at;
+  const airtight = last.state === "revoked" ? last.attempts.at(-1)!.at : nextAttemptOf(last);
   return {
-    status: failed ? "failed" : next ? "pending" : "revoked",
-    airtightAt: failed || airtight === undefined ? null : iso(airtight),
+    status: plan.rounds.some((r) => r.state === "failed") ? "failed" : next ? "pending" : "revoked",
+    airtightAt: airtight === undefined ? null : iso(airtight),
     nextAttemptAt: next ? iso(next.at) : null,
     rounds: plan.rounds.map((r) => ({
       name: r.name,

@@ -147,17 +147,29 @@ describe("Ably answering 429, 5xx or nothing", () => {
     expect(await alarmOf("flaky")).toBe(ms(afterPropagation!.due));
   }, 20_000);
 
-  it(`gives a round up after ${REVOCATION_MAX_ATTEMPTS} attempts and says the ban is not airtight`, async () => {
+  it(`gives a round up after ${REVOCATION_MAX_ATTEMPTS} attempts and says so; the second round still makes the ban airtight`, async () => {
     await scriptAbly("unlucky", Array<number>(REVOCATION_MAX_ATTEMPTS).fill(503));
     // The second round an hour out, after every retry of the first: each alarm below is the first's.
     await ban("unlucky", undefined, { ...REVOCABLE, BAN_PROPAGATION_SECONDS: "3600" });
     for (let i = 1; i < REVOCATION_MAX_ATTEMPTS; i++) expect(await runAlarm("unlucky")).toBe(true);
 
     const revocation = await revocationOf("unlucky");
-    expect(revocation).toMatchObject({ status: "failed", airtightAt: null });
+    expect(revocation.status).toBe("failed");
     expect(revocation.rounds![0]!.state).toBe("failed");
     expect(revocation.rounds![0]!.attempts).toHaveLength(REVOCATION_MAX_ATTEMPTS);
     expect(revocation.nextAttemptAt).toBe(revocation.rounds![1]!.due);
+    expect(revocation.airtightAt).toBe(revocation.rounds![1]!.due);
+  });
+
+  it("says the ban is not airtight once its last round is given up", async () => {
+    await scriptAbly("never-airtight", [403]);
+    await ban("never-airtight");
+    await scriptAbly("never-airtight", [403]);
+    expect(await runAlarm("never-airtight")).toBe(true);
+
+    const revocation = await revocationOf("never-airtight");
+    expect(revocation).toMatchObject({ status: "failed", airtightAt: null, nextAttemptAt: null });
+    expect(await alarmOf("never-airtight")).toBeNull();
   });
 
   it.each([
