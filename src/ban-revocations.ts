@@ -19,6 +19,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type Config, loadConfig } from "./config";
 import {
   ABLY_MAX_ISSUED_BEFORE_AGE_MS,
+  ISSUED_BEFORE_SKEW_MS,
   REVOCATION_MAX_ATTEMPTS,
   REVOCATION_RETRY_BASE_MS,
   UPSTREAM_TIMEOUT_MS,
@@ -126,7 +127,7 @@ export class BanRevocations extends DurableObject<Env> {
     const next = nextAttempt(plan);
     if (!next) return plan;
     const round = plan.rounds[next.index]!;
-    const issuedBefore = round.attempts[0]?.issuedBefore ?? Date.now();
+    const issuedBefore = round.attempts[0]?.issuedBefore ?? Date.now() - ISSUED_BEFORE_SKEW_MS;
     const result = await this.revoke(plan, issuedBefore);
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
     if (result.status === "failed") {

@@ -129,6 +129,15 @@ export const REVOCATION_MAX_ATTEMPTS = 10;
 /** How far back Ably accepts a revocation's `issuedBefore`, in ms: 1 h ("Token revocation", REST API). */
 export const ABLY_MAX_ISSUED_BEFORE_AGE_MS = 3_600_000;
 
+/**
+ * How far before our clock's now a revocation round sets its `issuedBefore`, in ms. Ably refuses
+ * one in the future by its own clock, and two NTP-synchronised clocks (Cloudflare's, Ably's) may
+ * differ by more than the request's travel time. A second is far beyond NTP's usual error; the
+ * tokens of that second are the second round's, and the second round's are within
+ * BAN_PROPAGATION_MARGIN_SECONDS.
+ */
+export const ISSUED_BEFORE_SKEW_MS = 1_000;
+
 /** Longest ban reason shown to the user, in characters: it is an explanation, not a document. */
 export const MAX_BAN_REASON_CHARS = 200;
 
