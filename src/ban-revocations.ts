@@ -11,9 +11,11 @@
  *
  * Why a Durable Object alarm and not `waitUntil`: the second round must survive a restart or a
  * deploy in between, and an alarm is persisted and retried. A round Ably answers with 429 or 5xx,
- * or not at all, is tried again with doubling delays (constants.ts), keeping its first
- * `issuedBefore`, while Ably still accepts it (1 h). Every attempt is kept in the object's storage
- * for GET /admin/bans/{clientId}. Unbanning deletes it all; banning again starts anew.
+ * or not at all, is tried again with doubling delays (constants.ts): the first round each time up
+ * to the moment Ably gets the call (its default `issuedBefore`, which no clock of ours can put in
+ * Ably's future), the second keeping its first `issuedBefore`, while Ably still accepts it (1 h).
+ * Every attempt is kept in the object's storage for GET /admin/bans/{clientId}. Unbanning deletes
+ * it all; banning again starts anew.
  */
 import { DurableObject } from "cloudflare:workers";
 import { type Config, loadConfig } from "./config";
@@ -30,7 +32,8 @@ import { type Revocation, revokeClientTokens } from "./revocation";
 interface Attempt {
   /** When it ended: Ably's answer, or giving up on one. */
   readonly at: number;
-  readonly issuedBefore: number;
+  /** Undefined when left to Ably (the first round) and Ably did not say. */
+  readonly issuedBefore: number | undefined;
   readonly outcome: "revoked" | "failed";
   readonly reason?: string;
 }
@@ -73,7 +76,8 @@ export interface RevocationStatus {
     readonly name: Round["name"];
     readonly due: string;
     readonly state: Round["state"];
-    readonly attempts: readonly { at: string; issuedBefore: string; outcome: Attempt["outcome"]; reason?: string }[];
+    /** `issuedBefore` null: the moment Ably got the call, which Ably did not report. */
+    readonly attempts: readonly { at: string; issuedBefore: string | null; outcome: Attempt["outcome"]; reason?: string }[];
   }[];
 }
 
@@ -117,31 +121,34 @@ export class BanRevocations extends DurableObject<Env> {
 
   /**
    * Makes the earliest pending round's next attempt and stores the result, with the alarm at the
-   * attempt after it; answers the plan stored then. A round keeps the `issuedBefore` of its first
-   * attempt, so that its retries revoke what it set out to revoke. Other calls and alarms may run
-   * while Ably is awaited (a Durable Object's input gate stays open during a fetch, and keeping it
-   * shut with blockConcurrencyWhile also holds back the fetch's own timeout): an unban or a re-ban
-   * meanwhile wins, and this result is dropped.
+   * attempt after it; answers the plan stored then. The first round leaves `issuedBefore` to Ably
+   * (the moment of each call), so that it reaches a token issued a moment before the ban whatever
+   * the clocks; the second keeps the `issuedBefore` of its first attempt, so that its retries
+   * revoke what it set out to (and no token issued later, e.g. once a temporary ban ended).
+   * Other calls and alarms may run while Ably is awaited (a Durable Object's input gate stays open
+   * during a fetch, and keeping it shut with blockConcurrencyWhile also holds back the fetch's own
+   * timeout): an unban or a re-ban meanwhile wins, and this result is dropped.
    */
   private async attemptNext(plan: Plan): Promise<Plan | undefined> {
     const next = nextAttempt(plan);
     if (!next) return plan;
     const round = plan.rounds[next.index]!;
-    const issuedBefore = round.attempts[0]?.issuedBefore ?? Date.now() - ISSUED_BEFORE_SKEW_MS;
-    const result = await this.revoke(plan, issuedBefore);
+    const fixed = round.name === "at-ban" ? undefined : round.attempts[0]?.issuedBefore ?? Date.now() - ISSUED_BEFORE_SKEW_MS;
+    const result = await this.revoke(plan, fixed);
+    const issuedBefore = result.status === "revoked" ? result.issuedBefore : fixed;
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
     if (result.status === "failed") {
       console.warn(JSON.stringify({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason }));
     }
     const attempts = [...round.attempts, { at, issuedBefore, outcome: result.status, ...(result.status === "failed" ? { reason: result.reason } : {}) }];
-    const rounds = plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, issuedBefore) } : r));
+    const rounds = plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, fixed) } : r));
     const current = await this.ctx.storage.get<Plan>(PLAN_KEY);
     if (current?.revision !== plan.revision) return current;
     return this.store({ ...plan, rounds });
   }
 
   /** One call to Ably with the key from this object's environment, which is the worker's. */
-  private async revoke(plan: Plan, issuedBefore: number): Promise<Revocation> {
+  private async revoke(plan: Plan, issuedBefore: number | undefined): Promise<Revocation> {
     const result = loadConfig(this.env);
     if (!result.ok) return { status: "failed", reason: "the worker is misconfigured (see /healthz)", retryable: true };
     return revokeClientTokens(plan.restUrl, result.config.ablyKey, plan.clientId, issuedBefore);
@@ -182,12 +189,13 @@ export const retryDelay = (failures: number): number => REVOCATION_RETRY_BASE_MS
 
 /**
  * A round's state after an attempt: given up after a failure that will not pass by retrying, after
- * REVOCATION_MAX_ATTEMPTS, or when the next try would come after Ably stops accepting its `issuedBefore`.
+ * REVOCATION_MAX_ATTEMPTS, or when the next try would come after Ably stops accepting a fixed `issuedBefore`.
  */
-function stateAfter(result: Revocation, attempts: readonly Attempt[], issuedBefore: number): Round["state"] {
+function stateAfter(result: Revocation, attempts: readonly Attempt[], fixed: number | undefined): Round["state"] {
   if (result.status === "revoked") return "revoked";
   const nextAt = attempts.at(-1)!.at + retryDelay(attempts.length);
-  const retry = result.retryable && attempts.length < REVOCATION_MAX_ATTEMPTS && nextAt - issuedBefore < ABLY_MAX_ISSUED_BEFORE_AGE_MS;
+  const inTime = fixed === undefined || nextAt - fixed < ABLY_MAX_ISSUED_BEFORE_AGE_MS;
+  const retry = result.retryable && attempts.length < REVOCATION_MAX_ATTEMPTS && inTime;
   return retry ? "pending" : "failed";
 }
 
@@ -208,7 +216,7 @@ function statusOf(plan: Plan): RevocationStatus {
       name: r.name,
       due: iso(r.due),
       state: r.state,
-      attempts: r.attempts.map((a) => ({ ...a, at: iso(a.at), issuedBefore: iso(a.issuedBefore) })),
+      attempts: r.attempts.map((a) => ({ ...a, at: iso(a.at), issuedBefore: a.issuedBefore === undefined ? null : iso(a.issuedBefore) })),
     })),
   };
 }

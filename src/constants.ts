@@ -118,7 +118,7 @@ export const BAN_PROPAGATION_MARGIN_SECONDS = 60;
  * REVOCATION_MAX_ATTEMPTS = 10 the attempts of one round start 0, 5, 15, 35, 75, 155, 315, 635, 1275
  * and 2555 s after its first one, plus up to UPSTREAM_TIMEOUT_MS for each call before: the last
  * within 2600 s (44 min) of the round's `issuedBefore`, inside the hour for which
- * Ably accepts the round's `issuedBefore`. 5 s is past a blip; the doubling backs off from an Ably
+ * Ably accepts the second round's fixed `issuedBefore`. 5 s is past a blip; the doubling backs off from an Ably
  * that is rate-limiting us.
  */
 export const REVOCATION_RETRY_BASE_MS = 5_000;
@@ -130,11 +130,11 @@ export const REVOCATION_MAX_ATTEMPTS = 10;
 export const ABLY_MAX_ISSUED_BEFORE_AGE_MS = 3_600_000;
 
 /**
- * How far before our clock's now a revocation round sets its `issuedBefore`, in ms. Ably refuses
- * one in the future by its own clock, and two NTP-synchronised clocks (Cloudflare's, Ably's) may
- * differ by more than the request's travel time. A second is far beyond NTP's usual error; the
- * tokens of that second are the second round's, and the second round's are within
- * BAN_PROPAGATION_MARGIN_SECONDS.
+ * How far before our clock's now the second revocation round sets its `issuedBefore`, in ms. Ably
+ * refuses one in the future by its own clock, and two NTP-synchronised clocks (Cloudflare's,
+ * Ably's) may differ by more than the request's travel time. A second is far beyond NTP's usual
+ * error, and within BAN_PROPAGATION_MARGIN_SECONDS. (The first round sends none: Ably's default is
+ * the moment it gets the call.)
  */
 export const ISSUED_BEFORE_SKEW_MS = 1_000;
 

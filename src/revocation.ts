@@ -5,9 +5,10 @@
  * often to revoke is ban-revocations.ts's business; this module makes one call and says how it went.
  *
  * `POST {ABLY_REST_URL}/keys/{keyName}/revokeTokens`, HTTP basic auth with the API key, JSON body
- * `{ "targets": ["clientId:<id>"], "issuedBefore": <ms> }`; Ably answers 201 with one result per
- * target, and revokes only the tokens issued before `issuedBefore` (it refuses one in the future or
- * more than 1 h back).
+ * `{ "targets": ["clientId:<id>"], "issuedBefore"?: <ms> }`; Ably answers 201 with one result per
+ * target (`{ target, issuedBefore, appliesAt }`), and revokes only the tokens issued before
+ * `issuedBefore`: by default the moment Ably gets the call; it refuses one in the future or more
+ * than 1 h back.
  */
 import type { AblyKey } from "./config";
 import { UPSTREAM_TIMEOUT_MS } from "./constants";
@@ -17,18 +18,19 @@ import { UPSTREAM_TIMEOUT_MS } from "./constants";
  * may pass; any other (a refused key or request) will not by trying again.
  */
 export type Revocation =
-  | { readonly status: "revoked" }
+  /** `issuedBefore`: what Ably says it applied, when it says so. */
+  | { readonly status: "revoked"; readonly issuedBefore: number | undefined }
   | { readonly status: "failed"; readonly reason: string; readonly retryable: boolean };
 
 /**
- * Asks Ably to revoke every token issued to `clientId` before `issuedBefore` (ms since the epoch).
- * Never throws: a failure is reported.
+ * Asks Ably to revoke every token issued to `clientId` before `issuedBefore` (ms since the epoch),
+ * or, without it, before Ably gets the call. Never throws: a failure is reported.
  */
 export async function revokeClientTokens(
   restUrl: string,
   key: AblyKey,
   clientId: string,
-  issuedBefore: number,
+  issuedBefore?: number,
 ): Promise<Revocation> {
   const failed = (reason: string, retryable: boolean): Revocation => ({ status: "failed", reason, retryable });
   let response: Response;
@@ -54,6 +56,8 @@ export async function revokeClientTokens(
   }
   // One result per target; a target Ably could not revoke carries an `error` instead.
   const results = await response.json<unknown>().catch(() => undefined);
-  const refused = Array.isArray(results) && results.some((r) => typeof r === "object" && r !== null && "error" in r);
-  return refused ? failed("Ably refused to revoke this clientId", false) : { status: "revoked" };
+  const [result] = Array.isArray(results) ? (results as unknown[]) : [];
+  const fields = typeof result === "object" && result !== null ? (result as Record<string, unknown>) : {};
+  if ("error" in fields) return failed("Ably refused to revoke this clientId", false);
+  return { status: "revoked", issuedBefore: typeof fields.issuedBefore === "number" ? fields.issuedBefore : issuedBefore };
 }
