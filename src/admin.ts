@@ -1,15 +1,18 @@
 /**
  * The moderators' API, on for ADMIN_TOKEN only (404 otherwise), authenticated by that token as a
  * Bearer token compared in constant time. Bans written here are the same KV records the auth
- * route reads; with ABLY_REVOCABLE_TOKENS a ban also revokes the user's live Ably tokens.
+ * route reads; with ABLY_REVOCABLE_TOKENS a ban also revokes the user's live Ably tokens, at once
+ * and again once the ban has reached every location (ban-revocations.ts).
  *
- *   PUT    /admin/bans/{clientId}   { "reason"?, "ttlSeconds"?, "bannedBy"? } → the stored ban
- *   GET    /admin/bans/{clientId}   → the ban, or 404
- *   DELETE /admin/bans/{clientId}   → 204
- *   GET    /admin/bans?cursor=      → { bans: [...], cursor } (100 a page; cursor null on the last)
+ *   PUT    /admin/bans/{clientId}         { "reason"?, "ttlSeconds"?, "bannedBy"? } → the stored ban + revocation
+ *   GET    /admin/bans/{clientId}         → the ban + its revocation attempts, or 404
+ *   DELETE /admin/bans/{clientId}         → 204, and pending revocations cancelled
+ *   POST   /admin/bans/{clientId}/revoke  → revocation for a ban written straight into KV
+ *   GET    /admin/bans?cursor=            → { bans: [...], cursor } (100 a page; cursor null on the last)
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { timingSafeEqual } from "hono/utils/buffer";
+import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
 import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
 import { clientIdFault } from "./client-id";
 import {
@@ -21,13 +24,13 @@ import {
 import { type AppEnv, allowMethods } from "./context";
 import { Problem } from "./errors";
 import { bearerToken, mediaType } from "./request-headers";
-import { revokeClientTokens } from "./revocation";
 import { isPlainObject } from "./validate";
 
 export const admin = new Hono<AppEnv>();
 
 admin.use("/bans", allowMethods(["GET"]));
 admin.use("/bans/:clientId", allowMethods(["GET", "PUT", "DELETE"]));
+admin.use("/bans/:clientId/revoke", allowMethods(["POST"]));
 
 admin.get("/bans", async (c) => {
   const cursor = c.req.query("cursor") || undefined;
@@ -35,11 +38,13 @@ admin.get("/bans", async (c) => {
 });
 
 admin.get("/bans/:clientId", async (c) => {
+  const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
-  const record = await readBan(c.get("config").bans, clientId);
+  const record = await readBan(config.bans, clientId);
   if (!record) throw new Problem("ban-not-found", `${clientId} is not banned.`);
   const active = parseBan(JSON.stringify(record), new Date()) !== null;
-  return c.json({ clientId, ...record, active });
+  const bannedAt = record.bannedAt === undefined ? undefined : new Date(record.bannedAt);
+  return c.json({ clientId, ...record, active, revocation: await revocationStatus(config, clientId, bannedAt) });
 });
 
 admin.put("/bans/:clientId", async (c) => {
@@ -58,15 +63,27 @@ admin.put("/bans/:clientId", async (c) => {
     bannedAt: now.toISOString(),
   };
   await writeBan(config.bans, clientId, record, ttlSeconds);
-  const revocation = config.revocableTokens
-    ? await revokeClientTokens(config.ablyRestUrl, config.ablyKey, clientId)
-    : { status: "not-enabled" as const };
-  return c.json({ clientId, ...record, revocation });
+  return c.json({ clientId, ...record, revocation: await revokeForBan(config, clientId, now) });
 });
 
 admin.delete("/bans/:clientId", async (c) => {
-  await deleteBan(c.get("config").bans, clientIdParam(c.req.param("clientId")));
+  const config = c.get("config");
+  const clientId = clientIdParam(c.req.param("clientId"));
+  await deleteBan(config.bans, clientId);
+  await cancelRevocations(config, clientId);
   return c.body(null, 204);
+});
+
+// A ban put straight into KV (`wrangler kv key put`) schedules nothing: this revokes for it, as a
+// PUT would have, counting BAN_PROPAGATION_SECONDS from now.
+admin.post("/bans/:clientId/revoke", async (c) => {
+  const config = c.get("config");
+  const clientId = clientIdParam(c.req.param("clientId"));
+  if (!config.revocableTokens) {
+    throw new Problem("revocation-not-enabled", "Set ABLY_REVOCABLE_TOKENS=true (for a key with revocable tokens) to revoke.");
+  }
+  if (!(await readBan(config.bans, clientId))) throw new Problem("ban-not-found", `${clientId} is not banned.`);
+  return c.json({ clientId, revocation: await revokeForBan(config, clientId, new Date()) });
 });
 
 /** 404 unless ADMIN_TOKEN is set; then 401 unless the request carries it as a Bearer token. */

@@ -9,13 +9,16 @@ import { type Capability, CapabilityError, parseCapability, templateCapture, tem
 import { parseProviders, type ProviderConfig } from "./providers";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./rate-limit";
+import type { BanRevocations } from "./ban-revocations";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,
+  BAN_PROPAGATION_MARGIN_SECONDS,
   DEFAULT_ABLY_REST_URL,
   DEFAULT_BAN_CACHE_TTL_SECONDS,
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_TTL_SECONDS,
+  KV_PROPAGATION_SECONDS,
   MAX_CLOCK_TOLERANCE_SECONDS,
   MIN_ADMIN_TOKEN_CHARS,
   MIN_BAN_CACHE_TTL_SECONDS,
@@ -70,6 +73,14 @@ export interface Config {
   readonly revocableTokens: boolean;
   /** Ably's REST base URL, for revocation (ABLY_REST_URL). Default https://main.realtime.ably.net. */
   readonly ablyRestUrl: string;
+  /**
+   * How long a ban takes to hold in every location, in seconds (BAN_PROPAGATION_SECONDS): KV's
+   * propagation plus the cached reads of BAN_CACHE_TTL_SECONDS. With revocable tokens the second
+   * revocation comes this long after the ban. Default KV's 60 + BAN_CACHE_TTL_SECONDS + a 60 s margin.
+   */
+  readonly banPropagationSeconds: number;
+  /** The Durable Objects that revoke for bans (binding BAN_REVOCATIONS); required with ABLY_REVOCABLE_TOKENS. */
+  readonly banRevocations: DurableObjectNamespace<BanRevocations> | undefined;
   /** Whether tokens are issued when the ban list cannot be read (BAN_LIST_FAIL_OPEN). Default false: 503. */
   readonly banListFailOpen: boolean;
   /** Per client IP limit, before verification (binding IP_RATE_LIMITER); undefined: off. */
@@ -247,6 +258,29 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   const bans = env.BANS as KVNamespace | undefined;
   if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
 
+  const banCacheTtlSeconds = int(
+    "BAN_CACHE_TTL_SECONDS",
+    DEFAULT_BAN_CACHE_TTL_SECONDS,
+    MIN_BAN_CACHE_TTL_SECONDS,
+    ABLY_MAX_TTL_SECONDS,
+  );
+  const leastPropagation = KV_PROPAGATION_SECONDS + banCacheTtlSeconds;
+  const banPropagationSeconds = int(
+    "BAN_PROPAGATION_SECONDS",
+    leastPropagation + BAN_PROPAGATION_MARGIN_SECONDS,
+    1,
+    ABLY_MAX_TTL_SECONDS,
+  );
+  if (banPropagationSeconds < leastPropagation) {
+    warnings.push(
+      `BAN_PROPAGATION_SECONDS is under KV's ${KV_PROPAGATION_SECONDS} s plus BAN_CACHE_TTL_SECONDS: a location may still issue tokens after a ban's last revocation`,
+    );
+  }
+  const banRevocations = env.BAN_REVOCATIONS as DurableObjectNamespace<BanRevocations> | undefined;
+  if (revocableTokens && typeof banRevocations?.idFromName !== "function") {
+    problems.push("ABLY_REVOCABLE_TOKENS needs the Durable Object binding BAN_REVOCATIONS (see wrangler.toml)");
+  }
+
   const config: Config = Object.freeze({
     providers: Object.freeze(providers),
     ablyKey: Object.freeze({ keyName: keyMatch?.[1] ?? "", secret: keyMatch?.[2] ?? "" }),
@@ -259,15 +293,12 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     identityCookie: str("IDENTITY_COOKIE"),
     identityHeader,
     bans: bans as KVNamespace,
-    banCacheTtlSeconds: int(
-      "BAN_CACHE_TTL_SECONDS",
-      DEFAULT_BAN_CACHE_TTL_SECONDS,
-      MIN_BAN_CACHE_TTL_SECONDS,
-      ABLY_MAX_TTL_SECONDS,
-    ),
+    banCacheTtlSeconds,
     adminToken,
     revocableTokens,
     ablyRestUrl,
+    banPropagationSeconds,
+    banRevocations,
     banListFailOpen: bool("BAN_LIST_FAIL_OPEN"),
     ipRateLimiter,
     userRateLimiter,

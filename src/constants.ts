@@ -109,6 +109,46 @@ export const DEFAULT_BAN_CACHE_TTL_SECONDS = 60;
 /** Smallest `cacheTtl` KV accepts on a read, in seconds. */
 export const MIN_BAN_CACHE_TTL_SECONDS = 30;
 
+/**
+ * How long a KV write takes to reach every other location, in seconds, as Cloudflare documents it:
+ * "up to 60 seconds or more". It is the only figure KV gives; "or more" means it is no bound.
+ */
+export const KV_PROPAGATION_SECONDS = 60;
+
+/**
+ * Added to KV_PROPAGATION_SECONDS + BAN_CACHE_TTL_SECONDS for the default BAN_PROPAGATION_SECONDS,
+ * in seconds: as much again as KV's own figure, because "or more" has no upper bound, and it also
+ * covers an alarm that runs late and the clock skew between Cloudflare and Ably. With the default
+ * cache TTL of 60 s the default window is 60 + 60 + 60 = 180 s.
+ */
+export const BAN_PROPAGATION_MARGIN_SECONDS = 60;
+
+/**
+ * First delay before a revocation that failed (Ably answered 429 or 5xx, or not at all) is tried
+ * again, in ms, counted from the end of the failed attempt; each further delay doubles. With
+ * REVOCATION_MAX_ATTEMPTS = 10 the attempts of one round start 0, 5, 15, 35, 75, 155, 315, 635, 1275
+ * and 2555 s after its first one, plus up to UPSTREAM_TIMEOUT_MS for each call before: the last
+ * within 2600 s (44 min) of the round's `issuedBefore`, inside the hour for which
+ * Ably accepts the second round's fixed `issuedBefore`. 5 s is past a blip; the doubling backs off from an Ably
+ * that is rate-limiting us.
+ */
+export const REVOCATION_RETRY_BASE_MS = 5_000;
+
+/** Attempts of one revocation round before it is given up as `failed` (see REVOCATION_RETRY_BASE_MS). */
+export const REVOCATION_MAX_ATTEMPTS = 10;
+
+/** How far back Ably accepts a revocation's `issuedBefore`, in ms: 1 h ("Token revocation", REST API). */
+export const ABLY_MAX_ISSUED_BEFORE_AGE_MS = 3_600_000;
+
+/**
+ * How far before our clock's now the second revocation round sets its `issuedBefore`, in ms. Ably
+ * refuses one in the future by its own clock, and two NTP-synchronised clocks (Cloudflare's,
+ * Ably's) may differ by more than the request's travel time. A second is far beyond NTP's usual
+ * error, and within BAN_PROPAGATION_MARGIN_SECONDS. (The first round sends none: Ably's default is
+ * the moment it gets the call.)
+ */
+export const ISSUED_BEFORE_SKEW_MS = 1_000;
+
 /** Longest ban reason shown to the user, in characters: it is an explanation, not a document. */
 export const MAX_BAN_REASON_CHARS = 200;
 

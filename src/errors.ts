@@ -36,6 +36,7 @@ const CATALOG = {
   "request-invalid": [400, "Invalid request"],
   "admin-unauthorized": [401, "Admin token missing or wrong"],
   "ban-not-found": [404, "No ban for this clientId"],
+  "revocation-not-enabled": [409, "Token revocation not enabled"],
   "ably-token-too-large": [400, "Ably token would be too large"],
   "rate-limited": [429, "Too many requests"],
   "user-banned": [403, "User banned"],

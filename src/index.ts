@@ -85,3 +85,5 @@ app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
 app.route("/admin", admin);
 
 export default app;
+// The Durable Object class behind the BAN_REVOCATIONS binding: workerd finds it among the exports.
+export { BanRevocations } from "./ban-revocations";

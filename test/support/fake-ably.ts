@@ -7,8 +7,16 @@
  *   `x-ably-capability` a JSON string, intersected with the key's capability; `x-ably-clientId`.
  *
  * and refuses with Ably's codes: 40144 malformed JWT (bad header, missing kid/iat/exp, wrong alg),
- * 40101 invalid credentials (unknown key, bad signature), 40142 token expired, 40160 capability
- * refused; all with statusCode 401.
+ * 40101 invalid credentials (unknown key, bad signature), 40142 token expired, 40141 token revoked,
+ * 40160 capability refused; all with statusCode 401.
+ *
+ * Token revocation as Ably documents it ("Token revocation"; REST `POST /keys/{keyName}/revokeTokens`):
+ * HTTP basic auth with the key, `{ "targets": ["clientId:<id>"], "issuedBefore"?: <ms> }`;
+ * `issuedBefore` defaults to the time of the call and is refused in the future or more than 1 h
+ * back. It revokes the tokens of that clientId issued before it (`iat` × 1000 < `issuedBefore`): a
+ * live connection holding one gets DISCONNECTED 40141 (ably-js then fetches a new token and
+ * reconnects), and such a token is refused with 40141 from then on. A token issued later is untouched.
+ * Only `clientId:` targets are acted on (the others are answered, as Ably would, and recorded).
  *
  * It serves, on 127.0.0.1, what ably-js v2 (2.28, read in build/ably-node.js) uses:
  * - REST `POST /channels/{name}/messages`: `Authorization: Bearer <base64(jwt)>` as ably-js sends
@@ -19,7 +27,8 @@
  *   swaps the token in place and is answered with a new CONNECTED, or ERROR.
  *
  * JSON protocol only: clients must set `useBinaryProtocol: false` (Node's ably-js prefers msgpack).
- * Every token presented is recorded in `seen`, accepted or not, for assertions.
+ * Every token presented is recorded in `seen`, accepted or not, for assertions; `log` holds those,
+ * the revocations, the connections cut and the tests' own marks in the order they happened.
  */
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -52,6 +61,13 @@ export interface Seen {
   error?: AblyError;
 }
 
+/** One happening at the fake, for assertions on the order of things. */
+export type Event =
+  | ({ kind: "token" } & Seen)
+  | { kind: "revocation"; target: string; issuedBefore: number }
+  | { kind: "cut"; clientId: string | undefined; token: string; code: number }
+  | { kind: "mark"; label: string };
+
 /** Protocol message actions (ably-js `actions`). */
 const Action = { HEARTBEAT: 0, CONNECTED: 4, DISCONNECTED: 6, CLOSE: 7, CLOSED: 8, ERROR: 9, AUTH: 17 };
 
@@ -66,12 +82,19 @@ const CONNECTION_STATE_TTL_MS = 120_000;
 const MAX_IDLE_INTERVAL_MS = 0;
 /** An `iat`/`exp` above this is in milliseconds, not seconds (10^11 s is the year 5138). */
 const LARGEST_SECONDS = 1e11;
+/** Ably refuses a revocation's `issuedBefore` further back than this, in ms (1 h). */
+const MAX_ISSUED_BEFORE_AGE_MS = 3_600_000;
 
 const error = (code: number, message: string): AblyError => ({ code, statusCode: 401, message });
 
 export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
   const [keyName, secret] = apiKey.split(":") as [string, string];
   const seen: Seen[] = [];
+  const log: Event[] = [];
+  /** clientId → the latest `issuedBefore` it was revoked with: tokens issued before it are refused. */
+  const revokedBefore = new Map<string, number>();
+  /** The live Realtime connections: their current token's grant, and how to cut them. */
+  const live = new Set<{ grant: () => AblyGrant | undefined; cut: (e: AblyError) => void; token: () => string }>();
 
   /** The check of a JWT: form and header, key, signature, times, capability, clientId. */
   function check(token: string): AblyGrant | AblyError {
@@ -106,14 +129,53 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     if (clientId !== undefined && typeof clientId !== "string") {
       return error(40144, "Invalid JWT: x-ably-clientId must be a string");
     }
-    return { clientId, capability, iat, exp };
+    const grant = { clientId, capability, iat, exp };
+    return isRevoked(grant) ? error(40141, "Token revoked") : grant;
   }
+
+  const isRevoked = (grant: AblyGrant) =>
+    grant.clientId !== undefined && grant.iat * 1000 < (revokedBefore.get(grant.clientId) ?? -Infinity);
 
   /** Checks and records one presented token. */
   function present(via: Seen["via"], token: string): AblyGrant | AblyError {
     const result = check(token);
-    seen.push("code" in result ? { via, token, error: result } : { via, token, grant: result });
+    const entry: Seen = "code" in result ? { via, token, error: result } : { via, token, grant: result };
+    seen.push(entry);
+    log.push({ kind: "token", ...entry });
     return result;
+  }
+
+  /** `POST /keys/{keyName}/revokeTokens`, checked as Ably documents it; answers [status, body]. */
+  function revokeTokens(authorization: string | undefined, body: string): [number, unknown] {
+    const refuse = (statusCode: number, code: number, message: string): [number, unknown] =>
+      [statusCode, { error: { code, statusCode, message } }];
+    if (authorization !== `Basic ${Buffer.from(apiKey).toString("base64")}`) {
+      return refuse(401, 40101, "Invalid credentials");
+    }
+    const request = parseObject(body);
+    const targets = request?.targets;
+    const now = Date.now();
+    const issuedBefore = request?.issuedBefore ?? now;
+    if (!Array.isArray(targets) || targets.length === 0 || targets.length > 100 || !targets.every((t) => typeof t === "string" && /^[a-zA-Z]+:./.test(t))) {
+      return refuse(400, 40000, "targets must be 1 to 100 strings of the form type:value");
+    }
+    if (typeof issuedBefore !== "number" || issuedBefore > now || issuedBefore < now - MAX_ISSUED_BEFORE_AGE_MS) {
+      return refuse(400, 40000, "issuedBefore must be a time in ms, not in the future nor more than 1 h back");
+    }
+    for (const target of targets as string[]) {
+      log.push({ kind: "revocation", target, issuedBefore });
+      const clientId = /^clientId:(.+)$/.exec(target)?.[1];
+      if (clientId === undefined) continue;
+      revokedBefore.set(clientId, Math.max(issuedBefore, revokedBefore.get(clientId) ?? -Infinity));
+      for (const connection of live) {
+        const grant = connection.grant();
+        if (grant && isRevoked(grant)) {
+          log.push({ kind: "cut", clientId: grant.clientId, token: connection.token(), code: 40141 });
+          connection.cut(error(40141, "Token revoked"));
+        }
+      }
+    }
+    return [201, (targets as string[]).map((target) => ({ target, issuedBefore, appliesAt: now }))];
   }
 
   /**
@@ -136,12 +198,16 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
   async function rest(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? "/", "http://fake");
     const channel = /^\/channels\/([^/]+)\/messages$/.exec(url.pathname)?.[1];
-    for await (const _ of req); // drain the body; its messages are not checked
+    let body = "";
+    for await (const chunk of req) body += String(chunk);
     const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       // Exactly application/json: ably-js parses an error body only for that type.
       res.writeHead(status, { "Content-Type": "application/json", ...headers });
       res.end(JSON.stringify(body));
     };
+    if (req.method === "POST" && url.pathname === `/keys/${encodeURIComponent(keyName)}/revokeTokens`) {
+      return answer(...revokeTokens(req.headers.authorization, body));
+    }
     const refuse = (e: AblyError) =>
       answer(e.statusCode, { error: e }, { "X-Ably-Errorcode": String(e.code), "X-Ably-Errormessage": e.message });
     if (req.method !== "POST" || channel === undefined) {
@@ -174,13 +240,24 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     }
     const connectionId = randomUUID();
     let expiry: NodeJS.Timeout | undefined;
-    ws.on("close", () => clearTimeout(expiry));
+    let current: { token: string; grant: AblyGrant } | undefined;
+    const connection = {
+      grant: () => current?.grant,
+      token: () => current?.token ?? "",
+      cut: (e: AblyError) => fail(Action.DISCONNECTED, e),
+    };
+    live.add(connection);
+    ws.on("close", () => {
+      clearTimeout(expiry);
+      live.delete(connection);
+    });
 
     /** CONNECTED for a valid token, with a timer that disconnects the client when it expires. */
     const accept = (via: "connect" | "auth", token: string) => {
       const result = present(via, token);
       // Ably answers a bad token with ERROR; ably-js then renews on a token error (4014x), else fails.
       if ("code" in result) return fail(Action.ERROR, result);
+      current = { token, grant: result };
       clearTimeout(expiry);
       expiry = setTimeout(
         () => fail(Action.DISCONNECTED, error(40142, "Token expired")),
@@ -222,6 +299,10 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     clientOptions: { endpoint: "127.0.0.1", port, tls: false, fallbackHosts: [] as string[], useBinaryProtocol: false },
     /** Every token presented, in order. */
     seen,
+    /** Tokens, revocations, cut connections and marks, in the order they happened. */
+    log,
+    /** Adds a test's own event to `log`, to place it among the fake's. */
+    mark: (label: string) => void log.push({ kind: "mark", label }),
     /** The grants of the tokens accepted for `clientId`, in order. */
     accepted: (clientId: string) =>
       seen.filter((s) => s.grant?.clientId === clientId).map((s) => ({ via: s.via, token: s.token, ...s.grant! })),

@@ -1,6 +1,7 @@
 /**
  * `wrangler dev` in a child process on 127.0.0.1, for the e2e suites: started with the given
- * variables, ready when /healthz answers 200, stopped with its whole process group.
+ * variables, ready when /healthz answers 200, stopped with its whole process group; restartable on
+ * the same port and persisted state (KV, Durable Objects and their alarms), as a deploy would be.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -37,6 +38,9 @@ export interface WranglerDev {
   kv(...args: string[]): Promise<void>;
   /** Writes every entry with one `wrangler kv bulk put --binding BANS --local` (one wrangler start, not one a key). */
   kvBulkPut(entries: Record<string, string>): Promise<void>;
+  /** Stops the process and starts another on the same port with the same state and variables. */
+  restart(): Promise<void>;
+  /** Stops the process and deletes its state. */
   stop(): Promise<void>;
 }
 
@@ -51,55 +55,66 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let output = "";
-  const child: ChildProcess = spawn(
-    WRANGLER,
-    [
-      "dev",
-      "--ip", "127.0.0.1",
-      "--port", String(port),
-      "--inspector-ip", "127.0.0.1",
-      "--inspector-port", String(await freePort()),
-      "--persist-to", persistTo,
-      "--env-file", emptyEnvFile,
-      "--show-interactive-dev-session=false",
-      // --var splits on the first colon only, so URLs and the Ably key keep theirs.
-      ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
-    ],
-    // Its own process group, so stop() ends wrangler and the workerd processes it starts.
-    { cwd: ROOT, env: wranglerEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
-  );
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  let child: ChildProcess | undefined;
 
-  const stop = async () => {
-    if (child.pid !== undefined && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
+  /** Ends the current process group, SIGKILL if it lingers. */
+  const kill = async () => {
+    if (child?.pid !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once("exit", resolve));
       process.kill(-child.pid, "SIGTERM");
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
       if (child.exitCode === null) process.kill(-child.pid, "SIGKILL");
     }
+  };
+  const stop = async () => {
+    await kill();
     await rm(persistTo, { recursive: true, force: true });
   };
 
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`wrangler dev exited early:\n${output}`);
+  /** Starts wrangler dev and waits for /healthz; stops everything if it never gets there. */
+  const launch = async () => {
+    const started: ChildProcess = spawn(
+      WRANGLER,
+      [
+        "dev",
+        "--ip", "127.0.0.1",
+        "--port", String(port),
+        "--inspector-ip", "127.0.0.1",
+        "--inspector-port", String(await freePort()),
+        "--persist-to", persistTo,
+        "--env-file", emptyEnvFile,
+        "--show-interactive-dev-session=false",
+        // --var splits on the first colon only, so URLs and the Ably key keep theirs.
+        ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+      ],
+      // Its own process group, so stop() ends wrangler and the workerd processes it starts.
+      { cwd: ROOT, env: wranglerEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    child = started;
+    started.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    started.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (started.exitCode !== null) {
+        await stop();
+        throw new Error(`wrangler dev exited early:\n${output}`);
+      }
+      if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) break;
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`wrangler dev not ready after 60 s:\n${output}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`wrangler dev not ready after 60 s:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  };
+  await launch();
 
   return {
     base,
     persistTo,
     workerdRssKiB: async () => {
-      const { stdout } = await promisify(execFile)("ps", ["-o", "rss=,comm=", "-g", String(child.pid)]);
+      const { stdout } = await promisify(execFile)("ps", ["-o", "rss=,comm=", "-g", String(child!.pid)]);
       return stdout
         .split("\n")
         .filter((line) => line.trim().endsWith("workerd"))
@@ -121,6 +136,10 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
         ["kv", "bulk", "put", file, "--binding", "BANS", "--local", "--persist-to", persistTo],
         { cwd: ROOT, env: wranglerEnv },
       );
+    },
+    restart: async () => {
+      await kill();
+      await launch();
     },
     stop,
   };

@@ -57,6 +57,9 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
     expect(put.status).toBe(200);
     const stored = await put.json<Record<string, unknown>>();
     expect(stored).toMatchObject({ clientId: "troll", reason: "Spamming #general", bannedBy: "mod-anna", revocation: { status: "not-enabled" } });
+    // Without revocation a ban holds once tokens issued before it reached every location expire.
+    const airtight = Date.parse((stored.revocation as { airtightAt: string }).airtightAt) - Date.parse(stored.bannedAt as string);
+    expect(airtight).toBe((180 + 3600) * 1000);
     expect(Math.abs(Date.parse(stored.bannedAt as string) - Date.now())).toBeLessThan(5000);
     expect(stored.until).toBeUndefined();
 
@@ -139,10 +142,14 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
     expect((await testEnv.BANS.list()).keys.map((k) => k.name)).not.toContain(decodeURIComponent(clientId));
   });
 
-  it("answers other methods with 405 and the allowed ones", async () => {
-    const res = await admin("POST", "/bans/someone", { reason: "x" });
+  it.each([
+    ["POST", "/bans/someone", "GET, PUT, DELETE"],
+    ["DELETE", "/bans/someone/revoke", "POST"],
+    ["PUT", "/bans/someone/revoke", "POST"],
+  ])("answers %s %s with 405 and the allowed methods", async (method, path, allowed) => {
+    const res = await admin(method, path, { reason: "x" });
     expect(res.status).toBe(405);
-    expect(res.headers.get("allow")).toBe("GET, PUT, DELETE");
+    expect(res.headers.get("allow")).toBe(allowed);
   });
 
   it("answers 503 when KV fails, never 500", async () => {
@@ -211,17 +218,21 @@ describe("immediate cut-off: revocation through Ably (ABLY_REVOCABLE_TOKENS)", (
   const revocations = async () =>
     (await fetch("https://ably-rest.test/__revocations")).json<{ target: string }[]>();
 
-  it("revokes the clientId's tokens at Ably when banning, as Ably documents the request", async () => {
+  it("revokes the clientId's tokens at Ably when banning, as Ably documents the request, and plans the second round", async () => {
     const res = await admin("PUT", "/bans/cut-off", { reason: "abuse" }, REVOCABLE);
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ revocation: { status: "revoked" } });
+    expect(await res.json()).toMatchObject({
+      revocation: { status: "pending", rounds: [{ name: "at-ban", state: "revoked" }, { name: "after-propagation", state: "pending" }] },
+    });
     expect((await revocations()).map((r) => r.target)).toContain("clientId:cut-off");
   });
 
   it("stores the ban and says so when Ably cannot be reached", async () => {
     const res = await admin("PUT", "/bans/stored-anyway", { reason: "abuse" }, { ...REVOCABLE, ABLY_REST_URL: "https://ably-down.test" });
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ revocation: { status: "failed", reason: "Ably answered HTTP 500" } });
+    expect(await res.json()).toMatchObject({
+      revocation: { status: "pending", rounds: [{ state: "pending", attempts: [{ outcome: "failed", reason: "Ably answered HTTP 500" }] }, {}] },
+    });
     expect(await issuedTo("stored-anyway", REVOCABLE)).toBe(403);
   });
 

@@ -25,6 +25,8 @@ describe("a misconfigured worker", () => {
     ["a TTL over Ably's 24 h", { ABLY_TOKEN_TTL_SECONDS: "86401" }, /ABLY_TOKEN_TTL_SECONDS must be a whole number from 1 to 86400/],
     ["a ban cacheTtl under KV's minimum", { BAN_CACHE_TTL_SECONDS: "5" }, /BAN_CACHE_TTL_SECONDS/],
     ["no KV binding", { BANS: undefined }, /BANS is missing/],
+    ["a ban propagation of 0 s", { BAN_PROPAGATION_SECONDS: "0" }, /BAN_PROPAGATION_SECONDS must be a whole number from 1/],
+    ["revocable tokens without the Durable Object", { ABLY_REVOCABLE_TOKENS: "true", BAN_REVOCATIONS: undefined }, /BAN_REVOCATIONS/],
   ])("with %s answers 500 misconfigured, issues nothing, and says why in the log and at /healthz", async (_name, overrides, why) => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
     const res = await getToken(await token(), "", {}, overrides);
@@ -60,6 +62,18 @@ describe("a misconfigured worker", () => {
     const secret = "app.key-without-colon-SECRETVALUE";
     const res = await call("/healthz", {}, { ABLY_API_KEY: secret });
     expect(await bodyOf(res)).not.toContain("SECRETVALUE");
+  });
+
+  it.each([
+    ["by default: KV's 60 s, the 60 s cache, a 60 s margin", {}, 180, false],
+    ["from a longer BAN_CACHE_TTL_SECONDS", { BAN_CACHE_TTL_SECONDS: "300" }, 420, false],
+    ["as set", { BAN_PROPAGATION_SECONDS: "600" }, 600, false],
+    ["as set below KV's propagation plus the cache, with a warning", { BAN_PROPAGATION_SECONDS: "30" }, 30, true],
+  ])("takes BAN_PROPAGATION_SECONDS %s", (_name, overrides, seconds, warned) => {
+    const result = parseConfig({ ...testEnv, ...overrides });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.config.banPropagationSeconds).toBe(seconds);
+    expect(result.warnings.some((w) => w.includes("BAN_PROPAGATION_SECONDS"))).toBe(warned);
   });
 
   it("answers /healthz 200 when the configuration is valid", async () => {

@@ -2,6 +2,7 @@
  * Shared by the worker suite: the environment (real local KV, the bindings from vitest.config.ts),
  * identity tokens from the stand-in provider's keys, and calls into the worker.
  */
+import { listDurableObjectIds, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import worker from "../../src/index";
@@ -9,7 +10,7 @@ import { verifyAblyToken } from "../support/ably-token";
 import type { SigningKeys } from "../support/identity-provider";
 import { identityToken, type TokenOptions } from "../support/tokens";
 
-const realEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace };
+const realEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace; BAN_REVOCATIONS: Env["BAN_REVOCATIONS"] };
 /** The rate limiters of wrangler.toml, as Miniflare runs them; only the rate-limit tests use them. */
 export const rateLimiters = {
   IP_RATE_LIMITER: realEnv.IP_RATE_LIMITER,
@@ -19,7 +20,7 @@ export const rateLimiters = {
  * The environment the other tests run in: the real one (real local KV) without rate limits, so
  * the suite's hundreds of requests for "alice" are never limited.
  */
-export const testEnv: Record<string, unknown> & { BANS: KVNamespace } = {
+export const testEnv: typeof realEnv = {
   ...realEnv,
   IP_RATE_LIMITER: undefined,
   USER_RATE_LIMITER: undefined,
@@ -100,3 +101,14 @@ export const problemCode = async (response: Response) => (await problemOf(respon
 
 /** How often each host and path of the stand-in identity provider has been fetched (`idp.test/jwks` → 3). */
 export const providerFetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
+
+/** Every ban-revocation object's alarm and storage deleted, so that no alarm outlives its test. */
+export async function clearBanRevocations(): Promise<void> {
+  const namespace = realEnv.BAN_REVOCATIONS;
+  for (const id of await listDurableObjectIds(namespace)) {
+    await runInDurableObject(namespace.get(id), async (_, state) => {
+      await state.storage.deleteAlarm();
+      await state.storage.deleteAll();
+    });
+  }
+}

@@ -2,15 +2,18 @@
  * Runs around every worker test file: captures every line the worker logs (quietly) and, after the
  * file, checks that no log line and no error body holds an identity token, a token's signature,
  * the Ably key's secret, or an Authorization header. Tests that inspect logs themselves spy on
- * console over this capture.
+ * console over this capture. After every test, no ban revocation is left planned: an alarm would
+ * otherwise fire into a later test (alarms ignore the pool's per-file storage isolation).
  */
-import { afterAll } from "vitest";
-import { seen, testEnv } from "./helpers";
+import { afterAll, afterEach } from "vitest";
+import { clearBanRevocations, seen, testEnv } from "./helpers";
 
 const lines: string[] = [];
 for (const level of ["log", "info", "warn", "error", "debug"] as const) {
   console[level] = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
 }
+
+afterEach(clearBanRevocations);
 
 afterAll(() => {
   const secret = String(testEnv.ABLY_API_KEY).split(":")[1]!;
