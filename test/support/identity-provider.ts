@@ -11,7 +11,7 @@
  * GET /__fetches on any host reports fetch counts.
  */
 import type { JWK } from "jose";
-import { keyPair } from "./keys";
+import { keyPair } from "./keys.ts";
 
 /** How long slow.test takes: past the worker's 3 s JWKS timeout, short enough for a test. */
 const SLOW_MS = 4_000;

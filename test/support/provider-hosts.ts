@@ -7,7 +7,7 @@
  * GET https://providers.test/__fetches reports fetch counts by host and path.
  */
 import { type JWK, jwtVerify } from "jose";
-import { keyPair } from "./keys";
+import { keyPair } from "./keys.ts";
 
 /** Names of the providers with a JWKS here; each has one signing key. */
 export const KEYED = [
