@@ -6,7 +6,7 @@
  * "bannedAt" }` (all optional; times ISO 8601) → banned, the reason shown to the user, and no
  * longer banned once `until` has passed. A value that cannot be understood bans (fail closed).
  * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
- * extra reads. The full schema is in the README.
+ * extra reads. The full schema is in docs/operations.md ("Banning users").
  */
 import type { Config } from "./config";
 import type { Identity } from "./identity";

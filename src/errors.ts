@@ -51,7 +51,7 @@ const CATALOG = {
 /** A stable problem code; the problem `type` is `PROBLEM_TYPE_PREFIX + code`. */
 export type ProblemCode = keyof typeof CATALOG;
 
-/** Problem types are tag URIs (RFC 4151): stable identifiers, documented in the README. */
+/** Problem types are tag URIs (RFC 4151): stable identifiers, documented in the README ("Errors"). */
 export const PROBLEM_TYPE_PREFIX = "tag:ably-edge-auth,2026:problem:";
 
 /** A failure with a stable code. `detail` is shown to the caller: it never holds a token or secret. */

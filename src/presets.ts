@@ -3,7 +3,7 @@
  * A preset turns a few facts (a domain, a project id) into one or more entries of the generic shape
  * that providers.ts checks (one per issuer spelling); any generic field given beside the preset
  * overrides what the preset sets. The facts come from each provider's documentation of its
- * tokens; the README has a copy-paste configuration for each.
+ * tokens; docs/providers.md has a copy-paste configuration for each.
  */
 
 /** One IDENTITY_PROVIDERS entry as written in wrangler.toml, before validation. */

@@ -1,6 +1,6 @@
 /**
  * Configuration (read once per isolate, every problem reported together), /healthz, and the log
- * line each request leaves (README "Logs").
+ * line each request leaves (docs/operations.md, "Logs").
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../../src/config";

@@ -52,7 +52,7 @@ const withProviders = (providers: object[], more: Record<string, unknown> = {}) 
   ...more,
 });
 
-// Each preset as the README's copy-paste configuration has it.
+// Each preset as docs/providers.md's copy-paste configuration has it.
 const PRESET = {
   auth0: { preset: "auth0", domain: FACTS.auth0Domain, audience: "https://example.com/health-api", clientIdPrefix: "auth0:", rolesClaim: ["https://example.com/roles"] },
   clerk: { preset: "clerk", frontendApi: FACTS.clerkFrontendApi, authorizedParties: ["https://app.example.com"], clientIdPrefix: "clerk:", rolesClaim: "o.rol" },
@@ -117,7 +117,7 @@ const ENTRA_V2_ID = { ...ENTRA_V2, scp: undefined, azp: undefined, azpacr: undef
 const ENTRA_V1 = { ...ENTRA_V2, iss: `https://sts.windows.net/${FACTS.entraTenant}/`, aud: "api://my-api", ver: "1.0" };
 const KEYCLOAK = {
   jti: "d58f5dc8-fd8f-462b-8a19-716f8f83985b", iss: `${FACTS.keycloakUrl}/realms/${FACTS.keycloakRealm}`,
-  // With an Audience mapper for the API, as the README says to add: Keycloak's default is "account" alone.
+  // With an Audience mapper for the API, as docs/providers.md says to add: Keycloak's default is "account" alone.
   aud: ["my-api", "account"], sub: "36fa0f91-f94d-4a0c-afed-6b7d952e47da", typ: "Bearer", azp: "my-spa",
   sid: "2a88c258-f73a-4103-b862-e1fbd8f4e04e", acr: "1", "allowed-origins": ["https://app.example.com"],
   realm_access: { roles: ["offline_access", "default-roles-myrealm", "uma_authorization", "admin"] },
