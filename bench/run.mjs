@@ -34,6 +34,7 @@ import { promisify } from "node:util";
 import { execFile, spawn } from "node:child_process";
 import autocannon from "autocannon";
 import {
+  ABLY_API_KEY,
   buildBundle,
   checkIssued,
   CLIENT_ID,
@@ -192,7 +193,7 @@ async function load(who, url, headers, cpu, seconds = LOAD_SECONDS) {
 
 async function loadReference(idp, headers) {
   const child = spawn(process.execPath, [join(ROOT, "bench/reference/server.mjs")], {
-    env: { ...process.env, JWKS_URL: idp.jwksUrl("reference"), JWT_ISSUER: idp.issuer, JWT_AUDIENCE: idp.audience, ABLY_API_KEY: workerBindings(idp).ABLY_API_KEY },
+    env: { ...process.env, JWKS_URL: idp.jwksUrl("reference"), JWT_ISSUER: idp.issuer, JWT_AUDIENCE: idp.audience, ABLY_API_KEY },
     stdio: ["ignore", "ignore", "pipe"], // its request log goes to /dev/null
   });
   const port = await new Promise((resolve, reject) => {
