@@ -167,7 +167,8 @@ export async function checkIssued(url, headers, who) {
   const response = await fetch(url, { headers });
   const body = await response.text();
   if (response.status !== 200) throw new Error(`${who}: ${response.status} ${body}`);
-  if (response.headers.get("content-type") !== "application/jwt") throw new Error(`${who}: answered ${response.headers.get("content-type")}`);
+  const type = response.headers.get("content-type") ?? "";
+  if (type.split(";")[0] !== "application/jwt") throw new Error(`${who}: answered ${type}`);
   const { payload } = await jwtVerify(body, new TextEncoder().encode(ABLY_API_KEY.split(":")[1]), { algorithms: ["HS256"] });
   if (payload["x-ably-clientId"] !== CLIENT_ID) throw new Error(`${who}: issued for ${payload["x-ably-clientId"]}`);
 }
