@@ -6,7 +6,11 @@
  * sampled time per request by stage and the functions that cost most (markdown tables), and keeps
  * each profile as a .cpuprofile file that Chrome DevTools opens.
  *
- *   npm run bench:profile [-- worker|bare] [-- --seconds N]
+ *   npm run bench:profile [-- worker|bare] [-- --seconds N] [-- --cold]
+ *
+ * With --cold it profiles instead the first request of a fresh workerd (no warm-up, one request):
+ * what a new isolate pays on top of a warm request (first-use compilation, configuration, the
+ * JWKS fetch and key imports).
  *
  * Run it alone (flock /tmp/ably-e2e.lock ...): the profiler slows the worker down (about 20 %), so
  * compare stages with each other and the targets with each other, not with the bench's figures.
@@ -23,7 +27,7 @@ const CONNECTIONS = 32; // as bench/run.mjs
 const WARMUP_SECONDS = 3;
 const SAMPLING_INTERVAL_US = 50; // V8's default is 1000: too coarse for a request of ~100 µs
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { seconds: { type: "string", default: "10" }, out: { type: "string" } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { seconds: { type: "string", default: "10" }, out: { type: "string" }, cold: { type: "boolean", default: false } } });
 const targets = positionals.length > 0 ? positionals : ["worker", "bare"];
 
 /** One DevTools Protocol session over the inspector's WebSocket. */
@@ -129,6 +133,17 @@ async function profileTarget(name, bundle, idp, seconds) {
   const served = await serveBare(bundle.file, workerBindings(idp, `profile-${name}`), { inspectorPort });
   try {
     const session = await devtools(inspectorPort);
+    if (values.cold) {
+      await session.send("Profiler.enable");
+      await session.send("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
+      await session.send("Profiler.start");
+      const cpuBefore = served.cpu();
+      await checkIssued(`${served.url}/auth`, headers, name);
+      const cpuMs = (served.cpu() - cpuBefore) / 1e6;
+      const { profile } = await session.send("Profiler.stop");
+      session.close();
+      return { profile, requests: 1, cpuMs };
+    }
     await checkIssued(`${served.url}/auth`, headers, name);
     await autocannon({ url: `${served.url}/auth`, connections: CONNECTIONS, duration: WARMUP_SECONDS, headers });
     await session.send("Profiler.enable");
@@ -170,11 +185,11 @@ try {
   const entries = { worker: undefined, bare: "bench/bare-worker.mjs" };
   for (const name of targets) {
     if (!(name in entries)) throw new Error(`unknown target ${name}: worker or bare`);
-    say(`${name}: building unminified, then ${WARMUP_SECONDS} s warm-up + ${values.seconds} s at ${CONNECTIONS} connections, profiled`);
+    say(values.cold ? `${name}: building unminified, then its first request, profiled` : `${name}: building unminified, then ${WARMUP_SECONDS} s warm-up + ${values.seconds} s at ${CONNECTIONS} connections, profiled`);
     const bundle = await buildBundle(join(dir, name), { entry: entries[name], flags: ["--minify=false"] });
     const moduleAt = moduleOfLine(await readFile(bundle.file, "utf8"));
     const result = await profileTarget(name, bundle, idp, Number(values.seconds));
-    const file = join(out, `ably-edge-auth-${name}.cpuprofile`);
+    const file = join(out, `ably-edge-auth-${name}${values.cold ? "-cold" : ""}.cpuprofile`);
     await writeFile(file, JSON.stringify(result.profile));
     report(name, result, moduleAt);
     say(`${name}: profile written to ${file}`);

@@ -299,7 +299,7 @@ async function cpuAndKv(idp, outfile) {
   };
   try {
     const warm = {};
-    for (const part of ["noop", "floor", "verify", "ban", "sign", "request"]) {
+    for (const part of ["noop", "floor", "verify", "ban", "sign", "request", "log", "plain", "secured"]) {
       for (let i = 0; i < 2; i++) await call("warm", `/run?part=${part}`, ITERATIONS); // warm-up
       const batches = [];
       for (let i = 0; i < BATCHES; i++) batches.push(await call("warm", `/run?part=${part}`, ITERATIONS));
@@ -337,6 +337,8 @@ async function cpuAndKv(idp, outfile) {
         ban: less("ban"),
         sign: less("sign"),
         request: less("request"),
+        log: less("log"),
+        securityHeaders: warm.secured.cpu - warm.plain.cpu,
         clockAgreement: warm.request.clock / warm.request.cpu,
         importsAndFetches: warm.request.made,
       },
@@ -505,6 +507,8 @@ async function main() {
       ["cpu warm", "sign (grantFor + signAblyToken), alone", ms(warm.sign), "", "", "", "", workerd],
       ["cpu warm", "rest: request − the three", ms(rest), "", "", "", "", `${workerd}; Hono, middleware, log`],
       ["cpu warm", "whole request (app.fetch of GET /auth)", ms(warm.request), `${ms(warm.floor)} crypto floor`, times(warm.request / warm.floor), "", "", `${workerd}; floor: 1 RS256 verify + 1 HS256 sign`],
+      ["cpu warm", "price: the access log line", ms(warm.log), "", "", "", "", `${workerd}; src/log.ts's middleware, console.log included`],
+      ["cpu warm", "price: security headers + request id", ms(warm.securityHeaders), "", "", "", "", `${workerd}; respond() − a Response with the 2 JWT headers`],
       ["cpu warm", "key imports + fetches per request", String(warm.importsAndFetches), "", "", "0", verdict(warm.importsAndFetches === 0), "importKey and fetch counted in the isolate"],
       ["cpu cold", "verify, first in a fresh isolate", ms(coldParts.verify), `${ms(warm.verify)} warm`, times(coldParts.verify / warm.verify), "", "", `${workerd}; JWKS fetch, parse, key import`],
       ["cpu cold", "ban lookup, first", ms(coldParts.ban), `${ms(warm.ban)} warm`, times(coldParts.ban / warm.ban), "", "", workerd],
