@@ -22,7 +22,7 @@ function panel(left, title, rows) {
     return [
       `<text x="${left + LABEL - 8}" y="${y + BAR / 2 + 5}" text-anchor="end">${escape(row.name)}</text>`,
       `<rect x="${left + LABEL}" y="${y}" width="${length.toFixed(1)}" height="${BAR}" fill="${COLORS[i % COLORS.length]}"/>`,
-      `<text x="${left + LABEL + length + 6}" y="${y + BAR / 2 + 5}">${escape(row.text)}</text>`,
+      `<text x="${(left + LABEL + length + 6).toFixed(1)}" y="${y + BAR / 2 + 5}">${escape(row.text)}</text>`,
     ].join("");
   });
   return `<text x="${left}" y="${TOP - 18}" font-weight="bold">${escape(title)}</text>${bars.join("\n")}`;

@@ -528,7 +528,7 @@ async function main() {
         { name: "bare worker", rps: m.bare.rps, cpuUs: m.bare.cpu * 1000 },
         { name: "Express", rps: m.reference.rps, cpuUs: m.reference.cpu * 1000 },
       ],
-      `npm run bench, median of ${ROUNDS} rounds · ${cpus().length} cores · autocannon ${CONNECTIONS} connections · workerd ${WORKERD_VERSION}, Node ${process.version} · CPU: the serving process's, HTTP included`,
+      `npm run bench: medians of ${ROUNDS} rounds, ${CONNECTIONS} connections, ${cpus().length} cores · workerd ${WORKERD_VERSION}, Node ${process.version} · CPU of the serving process`,
     ));
     console.log(`\nChart: ${chart}. Took ${Math.round((Date.now() - started) / 1000)} s.`);
     if (load1 > cpus().length / 2) {
