@@ -2,7 +2,7 @@
  * `npm run bench`: the worker against the floor (the same job as a bare `fetch` handler,
  * bench/bare-worker.mjs), against the endpoint users would otherwise write (Express,
  * bench/reference/server.mjs), and against its own budget (issue 14). Prints the tables on stdout
- * (progress goes to stderr) and draws docs/bench.svg; about 4 minutes on 2 cores. Everything listens
+ * (progress goes to stderr) and draws docs/bench.svg; about 3 minutes on 2 cores. Everything listens
  * on 127.0.0.1 and is stopped at the end. It never fails on a timing; it exits non-zero only when
  * something is wrong (an answer not 2xx, I/O at global scope). Run it alone: flock /tmp/ably-e2e.lock.
  *
