@@ -115,7 +115,6 @@ function analyse(profile, moduleAt) {
         let up = parent.get(id);
         while (up !== undefined && nodes.get(up).callFrame.url === "") up = parent.get(up);
         stage = up === undefined ? "(runtime)" : stageOf(moduleAt(nodes.get(up).callFrame.lineNumber));
-        stage = `${stage}`;
       }
     } else {
       stage = stageOf(moduleAt(callFrame.lineNumber));
@@ -127,35 +126,38 @@ function analyse(profile, moduleAt) {
   return { totalUs, stages, functions };
 }
 
+/** Runs `work` under the CPU profiler; returns its result, the profile and the process's CPU meanwhile. */
+async function profiled(session, served, work) {
+  await session.send("Profiler.enable");
+  await session.send("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
+  await session.send("Profiler.start");
+  const cpuBefore = served.cpu();
+  const result = await work();
+  const cpuMs = (served.cpu() - cpuBefore) / 1e6;
+  const { profile } = await session.send("Profiler.stop");
+  return { result, profile, cpuMs };
+}
+
 async function profileTarget(name, bundle, idp, seconds) {
   const inspectorPort = await freePort();
   const headers = { authorization: `Bearer ${idp.token}` };
   const served = await serveBare(bundle.file, workerBindings(idp, `profile-${name}`), { inspectorPort });
+  const url = `${served.url}/auth`;
   try {
     const session = await devtools(inspectorPort);
-    if (values.cold) {
-      await session.send("Profiler.enable");
-      await session.send("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
-      await session.send("Profiler.start");
-      const cpuBefore = served.cpu();
-      await checkIssued(`${served.url}/auth`, headers, name);
-      const cpuMs = (served.cpu() - cpuBefore) / 1e6;
-      const { profile } = await session.send("Profiler.stop");
+    try {
+      if (values.cold) {
+        const { profile, cpuMs } = await profiled(session, served, () => checkIssued(url, headers, name));
+        return { profile, requests: 1, cpuMs };
+      }
+      await checkIssued(url, headers, name);
+      await autocannon({ url, connections: CONNECTIONS, duration: WARMUP_SECONDS, headers });
+      const { result, profile, cpuMs } = await profiled(session, served, () => autocannon({ url, connections: CONNECTIONS, duration: seconds, headers }));
+      if (result.non2xx > 0) throw new Error(`${name}: ${result.non2xx} answers not 2xx`);
+      return { profile, requests: result.requests.total, cpuMs };
+    } finally {
       session.close();
-      return { profile, requests: 1, cpuMs };
     }
-    await checkIssued(`${served.url}/auth`, headers, name);
-    await autocannon({ url: `${served.url}/auth`, connections: CONNECTIONS, duration: WARMUP_SECONDS, headers });
-    await session.send("Profiler.enable");
-    await session.send("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
-    await session.send("Profiler.start");
-    const cpuBefore = served.cpu();
-    const result = await autocannon({ url: `${served.url}/auth`, connections: CONNECTIONS, duration: seconds, headers });
-    const cpuMs = (served.cpu() - cpuBefore) / 1e6;
-    const { profile } = await session.send("Profiler.stop");
-    session.close();
-    if (result.non2xx > 0) throw new Error(`${name}: ${result.non2xx} answers not 2xx`);
-    return { profile, requests: result.requests.total, cpuMs };
   } finally {
     await served.close();
   }
