@@ -11,6 +11,9 @@
  *   ban      banFor (src/bans.ts) against an in-memory KV stand-in: our lookup code, not KV's
  *   sign     grantFor + signAblyToken (src/ably-token.ts)
  *   request  the whole worker: app.fetch of GET /auth, with the same KV stand-in
+ *   log      the access log line (src/log.ts's middleware around an empty handler): its price
+ *   plain    a Response with the JWT's two headers, as a bare worker makes it
+ *   secured  the same through respond (src/headers.ts): + the security headers and request id
  * noop and request need no set-up, so that a fresh isolate's first request is as cold as a real one.
  * The answer also counts the key imports and fetches the parts made (0 expected once warm).
  * GET /kv?ttl=<seconds|none>&n=<n> reads an absent key n times from the real (local) KV binding.
@@ -21,7 +24,9 @@
 import { grantFor, signAblyToken } from "../src/ably-token.ts";
 import { banFor } from "../src/bans.ts";
 import { loadConfig } from "../src/config.ts";
+import { respond } from "../src/headers.ts";
 import { verifyIdentity } from "../src/identity.ts";
+import { accessLog } from "../src/log.ts";
 import app from "../src/index.ts";
 
 /** What KV answers for a user with no ban, without I/O. */
@@ -29,6 +34,17 @@ const memoryKv = { get: async () => null };
 const NO_PARAMS = { ttlMs: undefined, capability: undefined, clientId: undefined };
 const bytes = (text) => new TextEncoder().encode(text);
 const fromBase64url = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+
+const JWT_HEADERS = { "Content-Type": "application/jwt", "Cache-Control": "no-store" };
+const REQUEST_ID = "00000000-0000-4000-8000-000000000000";
+/** What accessLog reads from a Hono context, for a request that was issued a token. */
+const logged = {
+  req: { method: "GET", path: "/auth" },
+  res: { status: 200, ok: true },
+  get: (name) => ({ requestId: REQUEST_ID, outcome: "issued", clientId: "bench-user", issuer: "https://issuer.test/" })[name],
+};
+const logLine = accessLog();
+const done = async () => {};
 
 let bench; // per isolate, made by the first call that needs it
 let requestEnv; // the environment of the `request` part
@@ -76,6 +92,15 @@ const parts = {
   sign: async (b) => {
     await signAblyToken(grantFor(b.identity, NO_PARAMS, b.config), b.config.ablyKey);
   },
+  log: async () => {
+    await logLine(logged, done);
+  },
+  plain: async () => {
+    new Response("jwt", { status: 200, headers: JWT_HEADERS });
+  },
+  secured: async () => {
+    respond("jwt", 200, REQUEST_ID, JWT_HEADERS);
+  },
   request: async (b, env, ctx) => {
     const request = new Request("https://bench.test/auth", { headers: { Authorization: `Bearer ${env.BENCH_TOKEN}` } });
     const response = await app.fetch(request, (requestEnv ??= { ...env, BANS: memoryKv }), ctx);
@@ -89,7 +114,7 @@ export default {
     const url = new URL(request.url);
     const n = Number(url.searchParams.get("n") ?? 1);
     const name = url.searchParams.get("part");
-    if (name !== "noop" && name !== "request") bench ??= await setUp(env);
+    if (!["noop", "request", "log", "plain", "secured"].includes(name)) bench ??= await setUp(env);
     const before = { ...made };
     const started = performance.now();
     if (url.pathname === "/kv") {

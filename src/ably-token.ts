@@ -66,7 +66,9 @@ function grantedCapability(identity: Identity, config: Config): Capability {
   const base = identity.provider.capability ?? config.grant;
   const byRole = identity.provider.roleCapabilities ?? config.roleCapabilities;
   const forRoles = identity.roles.filter((role) => Object.hasOwn(byRole, role)).map((role) => byRole[role]!);
-  return intersect(instantiate(union(base, ...forRoles), identity.clientId), config.keyCapability);
+  // Without roles the base alone, already canonical: union() would only copy it.
+  const template = forRoles.length === 0 ? base : union(base, ...forRoles);
+  return intersect(instantiate(template, identity.clientId), config.keyCapability);
 }
 
 const signingKeys = new WeakMap<AblyKey, Promise<CryptoKey>>();

@@ -158,6 +158,12 @@ export const RETRY_AFTER_SECONDS = 10;
 /** `Access-Control-Max-Age` of a preflight, in seconds: 10 min, Chromium's own upper bound is 2 h. */
 export const CORS_MAX_AGE_SECONDS = 600;
 
+/** `Strict-Transport-Security` max-age, in seconds: 180 days, hono/secure-headers' default, which the worker sent before. */
+export const HSTS_MAX_AGE_SECONDS = 15_552_000;
+
+/** Longest caller-chosen `X-Request-Id` kept, in characters: hono/request-id's default; a longer one is replaced. */
+export const MAX_REQUEST_ID_CHARS = 255;
+
 /** KV's smallest `expirationTtl`, in seconds: KV refuses a put with a shorter one. */
 export const KV_MIN_EXPIRATION_TTL_SECONDS = 60;
 

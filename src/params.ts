@@ -34,15 +34,27 @@ export function sizeLimits(): MiddlewareHandler {
   });
   return async function sizeLimits(c, next) {
     // A URL's search is percent-encoded ASCII: its length is its size in bytes.
-    if (new URL(c.req.url).search.length > MAX_QUERY_BYTES) {
+    if (searchOf(c.req.url).length > MAX_QUERY_BYTES) {
       throw new Problem("request-too-large", `The query string is longer than ${MAX_QUERY_BYTES} bytes.`);
     }
     return limitBody(c, next);
   };
 }
 
+/**
+ * The query string of a request's URL, from its `?` up to any `#`: what `new URL(url).search` gives
+ * but for a lone `?`, without parsing the whole URL again (a request's url is already serialized,
+ * percent-encoded), which cost two URL parses a request (issue 14's profile).
+ */
+function searchOf(url: string): string {
+  const hash = url.indexOf("#");
+  const end = hash === -1 ? url.length : hash;
+  const at = url.indexOf("?");
+  return at === -1 || at > end ? "" : url.slice(at, end);
+}
+
 async function rawParams(c: Context): Promise<URLSearchParams> {
-  if (c.req.method !== "POST") return new URLSearchParams(new URL(c.req.url).search);
+  if (c.req.method !== "POST") return new URLSearchParams(searchOf(c.req.url));
   const type = c.req.header("Content-Type");
   const body = await c.req.text();
   if (type === undefined && body === "") return new URLSearchParams();

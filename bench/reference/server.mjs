@@ -8,19 +8,26 @@
  * Configured by environment: JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, ABLY_API_KEY. Listens on
  * 127.0.0.1, on PORT or a free port, and prints `listening <port>` once ready.
  */
+import { createPublicKey, createSecretKey } from "node:crypto";
 import express from "express";
 import jwt from "jsonwebtoken";
 import jwksRsa from "jwks-rsa";
 
 const { PORT = "0", JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, ABLY_API_KEY } = process.env;
-const [keyName, secret] = ABLY_API_KEY.split(":");
+const [keyName, secretText] = ABLY_API_KEY.split(":");
+const secret = createSecretKey(Buffer.from(secretText)); // imported once
 const TOKEN_TTL_SECONDS = 3_600; // the worker's default ABLY_TOKEN_TTL_SECONDS
 
 const jwks = jwksRsa({ jwksUri: JWKS_URL, cache: true, cacheMaxAge: 600_000, rateLimit: true, jwksRequestsPerMinute: 10 });
 const bans = new Map(); // clientId → reason
+const imported = new Map(); // kid → KeyObject: a tutorial's endpoint passes the PEM, parsed per request
 
 function signingKey(header, callback) {
-  jwks.getSigningKey(header.kid, (error, key) => callback(error, key?.getPublicKey()));
+  jwks.getSigningKey(header.kid, (error, key) => {
+    if (error) return callback(error);
+    if (!imported.has(header.kid)) imported.set(header.kid, createPublicKey(key.getPublicKey()));
+    callback(null, imported.get(header.kid));
+  });
 }
 
 const app = express();

@@ -9,7 +9,7 @@ import { type Capability, intersect, parseCapability } from "../../src/capabilit
 import { BAN_LOOKUP_TIMEOUT_MS } from "../../src/constants";
 import { Problem } from "../../src/errors";
 import { parseTokenParams } from "../../src/params";
-import { call, getToken, problemCode, rateLimiters, token } from "./helpers";
+import { ALLOWED_ORIGIN, call, getToken, problemCode, rateLimiters, token } from "./helpers";
 
 /**
  * The binding counts in fixed windows of the period: a window may end mid-test and reset the count.
@@ -102,6 +102,52 @@ describe("security headers", () => {
     expect(res.headers.get("content-security-policy")).toBe("default-src 'none'; frame-ancestors 'none'");
     expect(res.headers.get("strict-transport-security")).toMatch(/^max-age=\d+/);
     expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+  });
+
+  // Exactly what hono/secure-headers set with the worker's options, on every kind of response,
+  // whoever builds it: the worker now writes them itself, once per isolate (issue 14).
+  const EXACT = {
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "origin-agent-cluster": "?1",
+    "referrer-policy": "no-referrer",
+    "strict-transport-security": "max-age=15552000; includeSubDomains",
+    "x-content-type-options": "nosniff",
+    "x-dns-prefetch-control": "off",
+    "x-download-options": "noopen",
+    "x-frame-options": "DENY",
+    "x-permitted-cross-domain-policies": "none",
+    "x-xss-protection": "0",
+  };
+  it.each([
+    ["a token", async () => getToken(await token())],
+    ["a token for an allowed origin", async () => getToken(await token(), "", { Origin: ALLOWED_ORIGIN })],
+    ["a preflight", async () => call("/auth", { method: "OPTIONS", headers: { Origin: ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET" } })],
+    ["a preflight without Origin", async () => call("/auth", { method: "OPTIONS" })],
+    ["a refusal", async () => call("/auth")],
+    ["a 405", async () => call("/auth", { method: "PUT" })],
+    ["a 404", async () => call("/nowhere")],
+    ["/healthz", async () => call("/healthz")],
+  ])("are exactly hono/secure-headers' set, with one request id, on %s", async (_name, send) => {
+    const res = await send();
+    for (const [name, value] of Object.entries(EXACT)) expect(res.headers.get(name), name).toBe(value);
+    expect(res.headers.get("cross-origin-embedder-policy")).toBeNull();
+    expect(res.headers.get("permissions-policy")).toBeNull();
+    expect(res.headers.get("x-powered-by")).toBeNull();
+    expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  });
+
+  it.each([
+    ["kept when it is short and plain", "req-123_=ok", "req-123_=ok"],
+    ["replaced when it holds other characters", "req 1;drop", undefined],
+    ["replaced when it is over 255 characters", "r".repeat(256), undefined],
+  ])("a caller's X-Request-Id is %s", async (_name, given, expected) => {
+    for (const res of [await getToken(await token(), "", { "X-Request-Id": given }), await call("/nowhere", { headers: { "X-Request-Id": given } })]) {
+      const id = res.headers.get("x-request-id");
+      if (expected) expect(id).toBe(expected);
+      else expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    }
   });
 });
 
