@@ -7,13 +7,13 @@
  *   noop     nothing: what the call itself costs
  *   setup    nothing, but sets the bench up (its own key imports, a parsed configuration)
  *   floor    the bare crypto: one RS256 verify and one HS256 sign with WebCrypto, keys imported
- *   verify   verifyIdentity (src/identity.ts): the provider's keys in memory after the first call
- *   ban      banFor (src/bans.ts) against an in-memory KV stand-in: our lookup code, not KV's
- *   sign     grantFor + signAblyToken (src/ably-token.ts)
+ *   verify   verifyIdentity (src/identity/identity.ts): the provider's keys in memory after the first call
+ *   ban      banFor (src/bans/bans.ts) against an in-memory KV stand-in: our lookup code, not KV's
+ *   sign     grantFor + signAblyToken (src/ably/ably-token.ts)
  *   request  the whole worker: app.fetch of GET /auth, with the same KV stand-in
- *   log      the access log line (src/log.ts's middleware around an empty handler): its price
+ *   log      the access log line (src/request/log.ts's middleware around an empty handler): its price
  *   plain    a Response with the JWT's two headers, as a bare worker makes it
- *   secured  the same through respond (src/headers.ts): + the security headers and request id
+ *   secured  the same through respond (src/request/response-headers.ts): + the security headers and request id
  * noop and request need no set-up, so that a fresh isolate's first request is as cold as a real one.
  * The answer also counts the key imports and fetches the parts made (0 expected once warm).
  * GET /kv?ttl=<seconds|none>&n=<n> reads an absent key n times from the real (local) KV binding.
@@ -21,12 +21,12 @@
  * Bindings: JWT_ISSUER, JWT_AUDIENCE, JWKS_URL, ABLY_API_KEY, BENCH_TOKEN (an identity token for
  * `sub` BENCH_CLIENT_ID), BENCH_PUBLIC_JWK (the key that signed it), BANS (KV).
  */
-import { grantFor, signAblyToken } from "../src/ably-token.ts";
-import { banFor } from "../src/bans.ts";
+import { grantFor, signAblyToken } from "../src/ably/ably-token.ts";
+import { banFor } from "../src/bans/bans.ts";
 import { loadConfig } from "../src/config.ts";
-import { respond } from "../src/headers.ts";
-import { verifyIdentity } from "../src/identity.ts";
-import { accessLog } from "../src/log.ts";
+import { respond } from "../src/request/response-headers.ts";
+import { verifyIdentity } from "../src/identity/identity.ts";
+import { accessLog } from "../src/request/log.ts";
 import app from "../src/index.ts";
 
 /** What KV answers for a user with no ban, without I/O. */

@@ -508,7 +508,7 @@ async function main() {
       ["cpu warm", "sign (grantFor + signAblyToken), alone", ms(warm.sign), "", "", "", "", workerd],
       ["cpu warm", "rest: request − the three", ms(rest), "", "", "", "", `${workerd}; Hono, middleware, log`],
       ["cpu warm", "whole request (app.fetch of GET /auth)", ms(warm.request), `${ms(warm.floor)} crypto floor`, times(warm.request / warm.floor), "", "", `${workerd}; floor: 1 RS256 verify + 1 HS256 sign`],
-      ["cpu warm", "price: the access log line", ms(warm.log), "", "", "", "", `${workerd}; src/log.ts's middleware, console.log included`],
+      ["cpu warm", "price: the access log line", ms(warm.log), "", "", "", "", `${workerd}; src/request/log.ts's middleware, console.log included`],
       ["cpu warm", "price: security headers + request id", ms(warm.securityHeaders), "", "", "", "", `${workerd}; respond() − a Response with the 2 JWT headers`],
       ["cpu warm", "key imports + fetches per request", String(warm.importsAndFetches), "", "", "0", verdict(warm.importsAndFetches === 0), "importKey and fetch counted in the isolate"],
       ["cpu cold", "verify, first in a fresh isolate", ms(coldParts.verify), `${ms(warm.verify)} warm`, times(coldParts.verify / warm.verify), "", "", `${workerd}; JWKS fetch, parse, key import`],

@@ -5,11 +5,11 @@
  * Identity providers are parsed by providers.ts: the single-provider variables (JWT_ISSUER,
  * JWKS_URL, ...) as a shorthand for one entry, IDENTITY_PROVIDERS as a list of entries or presets.
  */
-import { type Capability, CapabilityError, parseCapability, templateCapture, templateClash, templateFault } from "./capability";
-import { parseProviders, type ProviderConfig } from "./providers";
+import { type Capability, CapabilityError, parseCapability, templateCapture, templateClash, templateFault } from "./ably/capability";
+import { parseProviders, type ProviderConfig } from "./identity/providers";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
-import type { RateLimiter } from "./rate-limit";
-import type { BanRevocations } from "./ban-revocations";
+import type { RateLimiter } from "./request/rate-limit";
+import type { BanRevocations } from "./bans/ban-revocations";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,

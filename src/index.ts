@@ -9,24 +9,24 @@
  * document built in errors.ts.
  */
 import { type Context, Hono } from "hono";
-import { grantFor, signAblyToken } from "./ably-token";
-import { admin, adminAuth } from "./admin";
-import { refuseBanned } from "./bans";
+import { grantFor, signAblyToken } from "./ably/ably-token";
+import { admin, adminAuth } from "./bans/admin";
+import { refuseBanned } from "./bans/bans";
 import { loadConfig } from "./config";
-import { type AppEnv, allowMethods, withConfig } from "./context";
-import { originGuard } from "./cors";
+import { type AppEnv, allowMethods, withConfig } from "./request/context";
+import { originGuard } from "./request/cors";
 import { Problem, problemResponse } from "./errors";
-import { apiHeaders, respond } from "./headers";
-import { identityToken, verifyIdentity } from "./identity";
-import { accessLog } from "./log";
-import { readTokenParams, sizeLimits } from "./params";
-import { enforceRateLimit } from "./rate-limit";
+import { apiHeaders, respond } from "./request/response-headers";
+import { identityToken, verifyIdentity } from "./identity/identity";
+import { accessLog } from "./request/log";
+import { readTokenParams, sizeLimits } from "./request/params";
+import { enforceRateLimit } from "./request/rate-limit";
 
 const app = new Hono<AppEnv>();
 
 const JWT_HEADERS = { "Content-Type": "application/jwt", "Cache-Control": "no-store" };
 
-// The request id and the security headers on every response (headers.ts); the log line times it all.
+// The request id and the security headers on every response (response-headers.ts); the log line times it all.
 app.use(accessLog(), apiHeaders());
 
 app.onError((error, c) => {
@@ -89,4 +89,4 @@ app.router.match("GET", "/auth");
 
 export default app;
 // The Durable Object class behind the BAN_REVOCATIONS binding: workerd finds it among the exports.
-export { BanRevocations } from "./ban-revocations";
+export { BanRevocations } from "./bans/ban-revocations";

@@ -68,7 +68,7 @@ type Outcome =
   | { token: string; error?: undefined }
   | { token?: undefined; error: { statusCode: number; code: number; message: string } };
 
-/** One of the worker's log lines (src/log.ts). */
+/** One of the worker's log lines (src/request/log.ts). */
 interface LogLine {
   requestId: string;
   method: string;

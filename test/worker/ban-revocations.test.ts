@@ -1,12 +1,12 @@
 /**
- * The two revocation rounds of a ban (src/ban-revocations.ts), through the admin API, with the
+ * The two revocation rounds of a ban (src/bans/ban-revocations.ts), through the admin API, with the
  * Durable Object's alarms run explicitly (`runDurableObjectAlarm`) instead of waited for; setup.ts
  * deletes every alarm after each test. Ably is test/support/ably-rest.ts, scripted to answer 429,
  * 5xx or nothing where a test says so.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { retryDelay } from "../../src/ban-revocations";
+import { retryDelay } from "../../src/bans/ban-revocations";
 import {
   ABLY_MAX_ISSUED_BEFORE_AGE_MS,
   ISSUED_BEFORE_SKEW_MS,

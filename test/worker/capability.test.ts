@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { instantiate, intersect, parseCapability } from "../../src/capability";
+import { instantiate, intersect, parseCapability } from "../../src/ably/capability";
 
 const cap = (json: string) => parseCapability(json);
 

@@ -5,10 +5,10 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Capability, intersect, parseCapability } from "../../src/capability";
+import { type Capability, intersect, parseCapability } from "../../src/ably/capability";
 import { BAN_LOOKUP_TIMEOUT_MS } from "../../src/constants";
 import { Problem } from "../../src/errors";
-import { parseTokenParams } from "../../src/params";
+import { parseTokenParams } from "../../src/request/params";
 import { ALLOWED_ORIGIN, call, getToken, problemCode, rateLimiters, token } from "./helpers";
 
 /**

@@ -6,7 +6,7 @@
 import { base64url, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { discoveryCacheKey, forgetIsolateState, jwksCacheKey } from "../../src/jwks";
+import { discoveryCacheKey, forgetIsolateState, jwksCacheKey } from "../../src/identity/jwks";
 import { ALLOWED_ORIGIN, bodyOf, call, ISSUER, keys, problemOf, providerFetches, token } from "./helpers";
 
 const now = () => Math.floor(Date.now() / 1000);

@@ -1,5 +1,5 @@
 /**
- * How often the identity provider is asked for its keys (src/jwks.ts): counts of fetches, never
+ * How often the identity provider is asked for its keys (src/identity/jwks.ts): counts of fetches, never
  * times. Each test uses a JWKS URL of its own (the stand-in provider ignores the query string but
  * counts every fetch of idp.test/jwks), so it starts with a cold resolver and an empty location
  * cache. A "second isolate" is this one after forgetIsolateState(): empty memory, same location cache.
@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWKS_STALE_IF_ERROR_MS } from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { forgetIsolateState, jwksCacheKey } from "../../src/jwks";
+import { forgetIsolateState, jwksCacheKey } from "../../src/identity/jwks";
 import { getToken, ISSUER, keys, problemOf, providerFetches, token } from "./helpers";
 
 

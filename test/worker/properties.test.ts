@@ -8,7 +8,7 @@
 import fc from "fast-check";
 import { SignJWT } from "jose";
 import { describe, expect, it, vi } from "vitest";
-import { instantiate as srcInstantiate, parseCapability } from "../../src/capability";
+import { instantiate as srcInstantiate, parseCapability } from "../../src/ably/capability";
 
 import {
   allows,

@@ -7,7 +7,7 @@
 import { type JWK, type JWTPayload, importJWK, SignJWT } from "jose";
 import { beforeEach, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/netlify";
+import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/identity/netlify";
 import { FACTS, type Keyed, type ProviderKeys } from "../support/provider-hosts";
 import { bodyOf, call, getToken, problemOf, seen, testEnv, token as idpToken, verifyAsAbly } from "./helpers";
 

@@ -6,7 +6,7 @@ import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DISCOVERY_CACHE_MS, JWKS_STALE_IF_ERROR_MS, MAX_BAN_REASON_BYTES, MAX_BAN_REASON_CHARS } from "../../src/constants";
 
-import { forgetIsolateState } from "../../src/jwks";
+import { forgetIsolateState } from "../../src/identity/jwks";
 import { bodyOf, call, getToken, keys, problemCode, problemOf, providerFetches, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
 
 /** The issued token's clientId and capability, after checking the answer is 200. */

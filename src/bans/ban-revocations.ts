@@ -18,14 +18,14 @@
  * it all; banning again starts anew.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type Config, loadConfig } from "./config";
+import { type Config, loadConfig } from "../config";
 import {
   ABLY_MAX_ISSUED_BEFORE_AGE_MS,
   ISSUED_BEFORE_SKEW_MS,
   REVOCATION_MAX_ATTEMPTS,
   REVOCATION_RETRY_BASE_MS,
   UPSTREAM_TIMEOUT_MS,
-} from "./constants";
+} from "../constants";
 import { type Revocation, revokeClientTokens } from "./revocation";
 
 /** One call to Ably's revokeTokens, as stored. Times in ms since the epoch. */

@@ -5,11 +5,11 @@
  */
 import { SignJWT } from "jose";
 import { type Capability, instantiate, intersect, stringifyCapability, union } from "./capability";
-import type { AblyKey, Config } from "./config";
-import { MAX_ABLY_JWT_BYTES } from "./constants";
-import { Problem } from "./errors";
-import type { Identity } from "./identity";
-import type { TokenParams } from "./params";
+import type { AblyKey, Config } from "../config";
+import { MAX_ABLY_JWT_BYTES } from "../constants";
+import { Problem } from "../errors";
+import type { Identity } from "../identity/identity";
+import type { TokenParams } from "../request/params";
 
 /** What one token grants, before it is signed. */
 export interface Grant {

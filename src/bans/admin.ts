@@ -14,17 +14,17 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { timingSafeEqual } from "hono/utils/buffer";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
 import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
-import { clientIdFault } from "./client-id";
+import { clientIdFault } from "../identity/client-id";
 import {
   ADMIN_LIST_PAGE_SIZE,
   MAX_BAN_REASON_BYTES,
   MAX_BAN_TTL_SECONDS,
   MAX_BANNED_BY_BYTES,
-} from "./constants";
-import { type AppEnv, allowMethods } from "./context";
-import { Problem } from "./errors";
-import { bearerToken, mediaType } from "./request-headers";
-import { isPlainObject } from "./validate";
+} from "../constants";
+import { type AppEnv, allowMethods } from "../request/context";
+import { Problem } from "../errors";
+import { bearerToken, mediaType } from "../request/request-headers";
+import { isPlainObject } from "../validate";
 
 export const admin = new Hono<AppEnv>();
 

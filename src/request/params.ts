@@ -5,9 +5,9 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { type Capability, CapabilityError, parseCapability } from "./capability";
-import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "./constants";
-import { Problem } from "./errors";
+import { type Capability, CapabilityError, parseCapability } from "../ably/capability";
+import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "../constants";
+import { Problem } from "../errors";
 import { mediaType } from "./request-headers";
 
 export interface TokenParams {

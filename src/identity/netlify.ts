@@ -7,11 +7,11 @@
  * is used is kept (the user's roles), within NETLIFY_CACHE_MAX_BYTES: a user object may carry
  * hundreds of KiB of `user_metadata`, and an isolate has 128 MB.
  */
-import { NETLIFY_CACHE_MAX_BYTES, NETLIFY_USER_CACHE_MS, UPSTREAM_TIMEOUT_MS } from "./constants";
-import { Problem } from "./errors";
-import { singleFlight } from "./single-flight";
-import { callUpstream, type Failure, jsonBody } from "./upstream";
-import { isPlainObject } from "./validate";
+import { NETLIFY_CACHE_MAX_BYTES, NETLIFY_USER_CACHE_MS, UPSTREAM_TIMEOUT_MS } from "../constants";
+import { Problem } from "../errors";
+import { singleFlight } from "../single-flight";
+import { callUpstream, type Failure, jsonBody } from "../upstream";
+import { isPlainObject } from "../validate";
 
 /** The user as the Identity endpoint describes it (`id`, `email`, `app_metadata`, ...). */
 export type NetlifyUser = Readonly<Record<string, unknown>>;

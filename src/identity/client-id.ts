@@ -8,7 +8,7 @@
  * (capability.ts), that is what keeps users apart: `alice` can never own `dm:alice:bob:*`, the
  * channels of a user `alice:bob`, because no such user can exist.
  */
-import { MAX_CLIENT_ID_BYTES } from "./constants";
+import { MAX_CLIENT_ID_BYTES } from "../constants";
 
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const FORBIDDEN = /[*[\]\u0000-\u001f\u007f-\u009f]/;

@@ -10,8 +10,8 @@
  * `issuedBefore`: by default the moment Ably gets the call; it refuses one in the future or more
  * than 1 h back.
  */
-import type { AblyKey } from "./config";
-import { UPSTREAM_TIMEOUT_MS } from "./constants";
+import type { AblyKey } from "../config";
+import { UPSTREAM_TIMEOUT_MS } from "../constants";
 
 /**
  * What became of one revocation. `retryable` failures (Ably answered 429 or 5xx, or not at all)

@@ -8,12 +8,12 @@
  * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
  * extra reads. The full schema is in docs/operations.md ("Banning users").
  */
-import type { Config } from "./config";
-import type { Identity } from "./identity";
-import { BAN_LOOKUP_TIMEOUT_MS, KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "./constants";
-import { Problem } from "./errors";
-import { withTimeout } from "./upstream";
-import { isPlainObject } from "./validate";
+import type { Config } from "../config";
+import type { Identity } from "../identity/identity";
+import { BAN_LOOKUP_TIMEOUT_MS, KV_MIN_EXPIRATION_TTL_SECONDS, MAX_BAN_REASON_CHARS } from "../constants";
+import { Problem } from "../errors";
+import { withTimeout } from "../upstream";
+import { isPlainObject } from "../validate";
 
 /** A stored ban, as the admin API writes it. */
 export interface BanRecord {

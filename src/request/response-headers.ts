@@ -9,7 +9,7 @@
  * any other response (errors, 404, preflights, the admin API) gets them set afterwards, as before.
  */
 import type { MiddlewareHandler } from "hono";
-import { HSTS_MAX_AGE_SECONDS, MAX_REQUEST_ID_CHARS } from "./constants";
+import { HSTS_MAX_AGE_SECONDS, MAX_REQUEST_ID_CHARS } from "../constants";
 
 const REQUEST_ID = "X-Request-Id";
 

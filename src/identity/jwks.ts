@@ -30,10 +30,10 @@ import {
   JWKS_FETCH_TIMEOUT_MS,
   JWKS_REFRESH_SPREAD_MS,
   JWKS_STALE_IF_ERROR_MS,
-} from "./constants";
-import { Problem } from "./errors";
-import { forgetFlights, singleFlight } from "./single-flight";
-import { callUpstream, type Failure, jsonBody } from "./upstream";
+} from "../constants";
+import { Problem } from "../errors";
+import { forgetFlights, singleFlight } from "../single-flight";
+import { callUpstream, type Failure, jsonBody } from "../upstream";
 
 /** A provider's key set as this location last got it, as stored in the Cache API. Times in ms since the epoch. */
 interface KeySet {

@@ -6,7 +6,7 @@
  * `*` (every channel without a `[qualifier]`), `namespace:*` (every channel under `namespace:`),
  * `[*]*` (every channel, qualified ones included) and the operation `*` (every operation).
  */
-import { isPlainObject } from "./validate";
+import { isPlainObject } from "../validate";
 
 /** Resource name → operations. Frozen, with resources and operations sorted (Ably's canonical form). */
 export type Capability = Readonly<Record<string, readonly string[]>>;

@@ -6,8 +6,8 @@
  * Limits live in wrangler.toml (`[[ratelimits]]`, `simple = { limit, period }`): they are counted
  * per Cloudflare location and approximately, which is what an abuse limit needs.
  */
-import { RATE_LIMIT_PERIOD_SECONDS } from "./constants";
-import { Problem } from "./errors";
+import { RATE_LIMIT_PERIOD_SECONDS } from "../constants";
+import { Problem } from "../errors";
 
 /** The binding's shape (`env.X.limit({ key })`). */
 export interface RateLimiter {

@@ -11,9 +11,9 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
-import type { Config } from "./config";
-import { CORS_MAX_AGE_SECONDS } from "./constants";
-import { Problem } from "./errors";
+import type { Config } from "../config";
+import { CORS_MAX_AGE_SECONDS } from "../constants";
+import { Problem } from "../errors";
 
 /** Request headers a cross-origin caller may send: the identity token, and POST's form body type. */
 const ALLOWED_HEADERS = ["Authorization", "Content-Type"];

@@ -6,10 +6,10 @@ import type { Context } from "hono";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify, type ProtectedHeaderParameters } from "jose";
 import type { ProviderConfig } from "./providers";
 import { clientIdFor } from "./client-id";
-import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "./constants";
-import { Problem, type ProblemCode } from "./errors";
+import { MAX_IDENTITY_TOKEN_BYTES, SYMMETRIC_ALGORITHMS } from "../constants";
+import { Problem, type ProblemCode } from "../errors";
 import { keyResolver } from "./jwks";
-import { bearerToken } from "./request-headers";
+import { bearerToken } from "../request/request-headers";
 import { netlifyRoles } from "./netlify";
 
 /** A verified caller. */

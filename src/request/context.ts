@@ -3,8 +3,8 @@
  * it (allowed methods). Shared by the auth route and the admin API.
  */
 import type { MiddlewareHandler } from "hono";
-import { type Config, loadConfig } from "./config";
-import { Problem } from "./errors";
+import { type Config, loadConfig } from "../config";
+import { Problem } from "../errors";
 import type { LogFields } from "./log";
 
 export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config } };

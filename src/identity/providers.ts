@@ -5,7 +5,7 @@
  * preset that presets.ts expands). With both, the shorthand is the first entry. Every problem names
  * the variable or the entry (`IDENTITY_PROVIDERS[2]: ...`) and the field, never a secret's value.
  */
-import type { Capability } from "./capability";
+import type { Capability } from "../ably/capability";
 import { clientIdFault } from "./client-id";
 import {
   ASYMMETRIC_ALGORITHMS,
@@ -13,9 +13,9 @@ import {
   MAX_CLOCK_TOLERANCE_SECONDS,
   MIN_HMAC_SECRET_BYTES,
   SYMMETRIC_ALGORITHMS,
-} from "./constants";
+} from "../constants";
 import { expandPreset, type RawProvider } from "./presets";
-import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
+import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "../validate";
 
 /**
  * A check of one claim (or protected header) value beyond jose's: how a provider's access token is
