@@ -21,7 +21,9 @@ const presetIdps = await providerHosts();
  * in it, so the suite runs on the same settings on every machine ("" reads as unset).
  */
 const localVars = existsSync(".dev.vars")
-  ? Object.fromEntries([...readFileSync(".dev.vars", "utf8").matchAll(/^\s*([A-Z_][A-Z0-9_]*)\s*=/gm)].map((m) => [m[1]!, ""]))
+  ? Object.fromEntries(
+      [...readFileSync(".dev.vars", "utf8").matchAll(/^\s*([A-Z_][A-Z0-9_]*)\s*=/gm)].map((m) => [m[1]!, ""]),
+    )
   : {};
 const ably = ablyRest(TEST_ABLY_KEY);
 

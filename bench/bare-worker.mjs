@@ -19,7 +19,13 @@ function setUp(env) {
   return {
     keyName,
     jwks: createRemoteJWKSet(new URL(env.JWKS_URL)),
-    hmacKey: crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
+    hmacKey: crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    ),
   };
 }
 

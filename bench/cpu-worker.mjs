@@ -33,7 +33,8 @@ import app from "../src/index.ts";
 const memoryKv = { get: async () => null };
 const NO_PARAMS = { ttlMs: undefined, capability: undefined, clientId: undefined };
 const bytes = (text) => new TextEncoder().encode(text);
-const fromBase64url = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+const fromBase64url = (text) =>
+  Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 
 const JWT_HEADERS = { "Content-Type": "application/jwt", "Cache-Control": "no-store" };
 const REQUEST_ID = "00000000-0000-4000-8000-000000000000";
@@ -41,7 +42,8 @@ const REQUEST_ID = "00000000-0000-4000-8000-000000000000";
 const logged = {
   req: { method: "GET", path: "/auth" },
   res: { status: 200, ok: true },
-  get: (name) => ({ requestId: REQUEST_ID, outcome: "issued", clientId: "bench-user", issuer: "https://issuer.test/" })[name],
+  get: (name) =>
+    ({ requestId: REQUEST_ID, outcome: "issued", clientId: "bench-user", issuer: "https://issuer.test/" })[name],
 };
 const logLine = accessLog();
 const done = async () => {};
@@ -78,7 +80,8 @@ const parts = {
   noop: async () => {},
   setup: async () => {},
   floor: async ({ floor }) => {
-    if (!(await crypto.subtle.verify("RSASSA-PKCS1-v1_5", floor.rsaKey, floor.signature, floor.signed))) throw new Error("floor: bad signature");
+    if (!(await crypto.subtle.verify("RSASSA-PKCS1-v1_5", floor.rsaKey, floor.signature, floor.signed)))
+      throw new Error("floor: bad signature");
     await crypto.subtle.sign("HMAC", floor.hmacKey, floor.signed);
   },
   // ban and sign use the identity the last verify proved (the bench runs verify first).
@@ -87,7 +90,8 @@ const parts = {
   },
   ban: async (b) => {
     const { config, identity } = b;
-    if (await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen)) throw new Error("ban: banned");
+    if (await banFor(config.bans, identity.clientId, config.banCacheTtlSeconds, config.banListFailOpen))
+      throw new Error("ban: banned");
   },
   sign: async (b) => {
     await signAblyToken(grantFor(b.identity, NO_PARAMS, b.config), b.config.ablyKey);

@@ -19,7 +19,9 @@ const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
 export const fromWrangler = createRequire(join(ROOT, "node_modules/wrangler/package.json"));
 const WORKERD = fromWrangler("workerd").default; // the binary's path
 export const WORKERD_VERSION = JSON.parse(readFileSync(fromWrangler.resolve("workerd/package.json"), "utf8")).version;
-export const COMPATIBILITY_DATE = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"))[1];
+export const COMPATIBILITY_DATE = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(
+  readFileSync(join(ROOT, "wrangler.toml"), "utf8"),
+)[1];
 
 export const CLIENT_ID = "bench-user";
 export const ABLY_API_KEY = "benchApp.benchKey:bench-secret-not-a-real-key-0123456789";
@@ -124,7 +126,9 @@ export async function serveBare(file, bindings, { inspectorPort } = {}) {
   const vars = Object.entries(bindings).map(([name, value]) => text(name, value));
   const config = join(dir, `${basename(file, ".js")}.capnp`);
   await writeFile(join(dir, "empty-kv.js"), "export default { fetch: () => new Response(null, { status: 404 }) };\n");
-  await writeFile(config, `using Workerd = import "/workerd/workerd.capnp";
+  await writeFile(
+    config,
+    `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = .main),
@@ -140,13 +144,15 @@ const main :Workerd.Worker = (
   bindings = [${vars.join(", ")}, (name = "BANS", kvNamespace = "kv")],
 );
 const kv :Workerd.Worker = (modules = [(name = "kv.js", esModule = embed "empty-kv.js")], compatibilityDate = "${COMPATIBILITY_DATE}");
-`);
+`,
+  );
   const inspector = inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [];
   // Its log lines go to /dev/null, as the reference's do.
   const child = spawn(WORKERD, ["serve", config, ...inspector], { stdio: ["ignore", "ignore", "pipe"] });
   let errors = "";
   child.stderr.on("data", (chunk) => (errors += chunk));
-  const close = () => new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", resolve), child.kill())));
+  const close = () =>
+    new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", resolve), child.kill())));
   try {
     for (let tries = 0; !(await accepts(port)); tries++) {
       if (tries > 500 || child.exitCode !== null) throw new Error(`bare workerd did not start: ${errors}`);
@@ -156,7 +162,13 @@ const kv :Workerd.Worker = (modules = [(name = "kv.js", esModule = embed "empty-
     await close();
     throw error;
   }
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid, startupMs: cpuNs(child.pid) / 1e6, cpu: () => cpuNs(child.pid), close };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    startupMs: cpuNs(child.pid) / 1e6,
+    cpu: () => cpuNs(child.pid),
+    close,
+  };
 }
 
 /**
@@ -169,6 +181,8 @@ export async function checkIssued(url, headers, who) {
   if (response.status !== 200) throw new Error(`${who}: ${response.status} ${body}`);
   const type = response.headers.get("content-type") ?? "";
   if (type.split(";")[0] !== "application/jwt") throw new Error(`${who}: answered ${type}`);
-  const { payload } = await jwtVerify(body, new TextEncoder().encode(ABLY_API_KEY.split(":")[1]), { algorithms: ["HS256"] });
+  const { payload } = await jwtVerify(body, new TextEncoder().encode(ABLY_API_KEY.split(":")[1]), {
+    algorithms: ["HS256"],
+  });
   if (payload["x-ably-clientId"] !== CLIENT_ID) throw new Error(`${who}: issued for ${payload["x-ably-clientId"]}`);
 }

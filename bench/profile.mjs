@@ -27,18 +27,30 @@ const CONNECTIONS = 32; // as bench/run.mjs
 const WARMUP_SECONDS = 3;
 const SAMPLING_INTERVAL_US = 50; // V8's default is 1000: too coarse for a request of ~100 µs
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { seconds: { type: "string", default: "10" }, out: { type: "string" }, cold: { type: "boolean", default: false } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    seconds: { type: "string", default: "10" },
+    out: { type: "string" },
+    cold: { type: "boolean", default: false },
+  },
+});
 const targets = positionals.length > 0 ? positionals : ["worker", "bare"];
 
 /** One DevTools Protocol session over the inspector's WebSocket. */
 async function devtools(inspectorPort) {
   let targetsList;
   for (let tries = 0; !targetsList; tries++) {
-    targetsList = await fetch(`http://127.0.0.1:${inspectorPort}/json/list`).then((r) => r.json(), () => undefined);
+    targetsList = await fetch(`http://127.0.0.1:${inspectorPort}/json/list`).then(
+      (r) => r.json(),
+      () => undefined,
+    );
     if (!targetsList && tries > 100) throw new Error("workerd's inspector did not answer");
     if (!targetsList) await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const main = targetsList.find((t) => t.id === "main" || t.title === "main" || /\/main$/.test(t.webSocketDebuggerUrl)) ?? targetsList[0];
+  const main =
+    targetsList.find((t) => t.id === "main" || t.title === "main" || /\/main$/.test(t.webSocketDebuggerUrl)) ??
+    targetsList[0];
   const socket = new WebSocket(main.webSocketDebuggerUrl);
   await new Promise((resolve, reject) => (socket.once("open", resolve), socket.once("error", reject)));
   let id = 0;
@@ -84,7 +96,8 @@ function stageOf(path) {
   const hono = /^node_modules\/hono\/dist\/middleware\/([^/]+)\//.exec(path);
   if (hono) return `hono/${hono[1]} middleware`;
   if (path.startsWith("node_modules/hono/")) return "hono core: router, context, compose, request";
-  if (path.startsWith("node_modules/jose/")) return `jose: ${/\/(jwt|jws|jwks|lib|util)\//.exec(path)?.[1] ?? ""}/${path.split("/").pop().replace(/\.js$/, "")}`;
+  if (path.startsWith("node_modules/jose/"))
+    return `jose: ${/\/(jwt|jws|jwks|lib|util)\//.exec(path)?.[1] ?? ""}/${path.split("/").pop().replace(/\.js$/, "")}`;
   return path;
 }
 
@@ -152,7 +165,9 @@ async function profileTarget(name, bundle, idp, seconds) {
       }
       await checkIssued(url, headers, name);
       await autocannon({ url, connections: CONNECTIONS, duration: WARMUP_SECONDS, headers });
-      const { result, profile, cpuMs } = await profiled(session, served, () => autocannon({ url, connections: CONNECTIONS, duration: seconds, headers }));
+      const { result, profile, cpuMs } = await profiled(session, served, () =>
+        autocannon({ url, connections: CONNECTIONS, duration: seconds, headers }),
+      );
       if (result.non2xx > 0) throw new Error(`${name}: ${result.non2xx} answers not 2xx`);
       return { profile, requests: result.requests.total, cpuMs };
     } finally {
@@ -168,7 +183,9 @@ const us = (value) => value.toFixed(1);
 function report(name, { profile, requests, cpuMs }, moduleAt) {
   const { totalUs, stages, functions } = analyse(profile, moduleAt);
   const perRequest = (value) => value / requests;
-  console.log(`\n### ${name}: ${requests.toLocaleString("en")} requests; workerd process CPU ${us((cpuMs * 1000) / requests)} µs/request, of which the isolate's thread was sampled busy ${us(perRequest(totalUs))} µs\n`);
+  console.log(
+    `\n### ${name}: ${requests.toLocaleString("en")} requests; workerd process CPU ${us((cpuMs * 1000) / requests)} µs/request, of which the isolate's thread was sampled busy ${us(perRequest(totalUs))} µs\n`,
+  );
   console.log("| stage | µs per request | share |\n|---|---:|---:|");
   for (const [stage, value] of [...stages].sort((a, b) => b[1] - a[1])) {
     if (perRequest(value) < 0.5) continue;
@@ -187,7 +204,11 @@ try {
   const entries = { worker: undefined, bare: "bench/bare-worker.mjs" };
   for (const name of targets) {
     if (!(name in entries)) throw new Error(`unknown target ${name}: worker or bare`);
-    say(values.cold ? `${name}: building unminified, then its first request, profiled` : `${name}: building unminified, then ${WARMUP_SECONDS} s warm-up + ${values.seconds} s at ${CONNECTIONS} connections, profiled`);
+    say(
+      values.cold
+        ? `${name}: building unminified, then its first request, profiled`
+        : `${name}: building unminified, then ${WARMUP_SECONDS} s warm-up + ${values.seconds} s at ${CONNECTIONS} connections, profiled`,
+    );
     const bundle = await buildBundle(join(dir, name), { entry: entries[name], flags: ["--minify=false"] });
     const moduleAt = moduleOfLine(await readFile(bundle.file, "utf8"));
     const result = await profileTarget(name, bundle, idp, Number(values.seconds));

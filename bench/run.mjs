@@ -88,15 +88,23 @@ const warnings = []; // worth knowing, but not the worker's fault
 
 async function startMiniflare(workers) {
   const before = new Set(workerdPids());
-  const mf = new Miniflare(convertV4MiniflareOptions({
-    host: "127.0.0.1",
-    port: 0,
-    cf: false, // no download of Cloudflare's request metadata
-    // The worker logs one line per request: drained unread, as the reference's are.
-    handleRuntimeStdio: (stdout, stderr) => (stdout.resume(), stderr.resume()),
-    // modulesRoot: the bundle's own directory, which is outside this one (workerd refuses "..").
-    workers: workers.map((worker) => ({ modules: true, modulesRoot: dirname(worker.scriptPath), compatibilityDate: COMPATIBILITY_DATE, kvNamespaces: ["BANS"], ...worker })),
-  }));
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      host: "127.0.0.1",
+      port: 0,
+      cf: false, // no download of Cloudflare's request metadata
+      // The worker logs one line per request: drained unread, as the reference's are.
+      handleRuntimeStdio: (stdout, stderr) => (stdout.resume(), stderr.resume()),
+      // modulesRoot: the bundle's own directory, which is outside this one (workerd refuses "..").
+      workers: workers.map((worker) => ({
+        modules: true,
+        modulesRoot: dirname(worker.scriptPath),
+        compatibilityDate: COMPATIBILITY_DATE,
+        kvNamespaces: ["BANS"],
+        ...worker,
+      })),
+    }),
+  );
   const url = await mf.ready;
   const pid = workerdPids().find((p) => !before.has(p));
   return { mf, url, cpu: () => cpuNs(pid) };
@@ -104,15 +112,18 @@ async function startMiniflare(workers) {
 
 /** workerd processes started by this process (Miniflare spawns workerd directly). */
 function workerdPids() {
-  return readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
-      const [, comm, rest] = /^\d+ \((.*)\) (.*)$/s.exec(stat);
-      return comm === "workerd" && Number(rest.split(" ")[1]) === process.pid;
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+        const [, comm, rest] = /^\d+ \((.*)\) (.*)$/s.exec(stat);
+        return comm === "workerd" && Number(rest.split(" ")[1]) === process.pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 // ───── 2. the global scope: import time, and no I/O or key import ─────
@@ -159,15 +170,18 @@ async function bundleParts(metafile, bundle) {
   const [output] = Object.values(outputs).filter((o) => o.entryPoint);
   const parts = new Map();
   for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
-    const part = /node_modules\/(@[^/]+\/[^/]+|[^/]+)\//.exec(input)?.[1] ?? (input.startsWith("src/") ? "src" : "other");
+    const part =
+      /node_modules\/(@[^/]+\/[^/]+|[^/]+)\//.exec(input)?.[1] ?? (input.startsWith("src/") ? "src" : "other");
     parts.set(part, (parts.get(part) ?? 0) + bytesInOutput);
   }
   const total = [...parts.values()].reduce((a, b) => a + b, 0);
-  return [...parts].sort((a, b) => b[1] - a[1]).map(([part, bytes]) => ({
-    part,
-    rawKiB: bytes / 1024,
-    gzipKiB: (bundle.gzipKiB * bytes) / total,
-  }));
+  return [...parts]
+    .sort((a, b) => b[1] - a[1])
+    .map(([part, bytes]) => ({
+      part,
+      rawKiB: bytes / 1024,
+      gzipKiB: (bundle.gzipKiB * bytes) / total,
+    }));
 }
 
 // ───── 3. load: autocannon against the worker, the bare worker and the reference ─────
@@ -177,7 +191,9 @@ async function load(who, url, headers, cpu, seconds = LOAD_SECONDS) {
   const cpuBefore = cpu();
   const run = autocannon({ url, connections: CONNECTIONS, duration: seconds, headers });
   const errors = new Map(); // socket errors by code: the runtime's, not answers of the worker
-  run.on("reqError", (error) => errors.set(error.code ?? error.message, (errors.get(error.code ?? error.message) ?? 0) + 1));
+  run.on("reqError", (error) =>
+    errors.set(error.code ?? error.message, (errors.get(error.code ?? error.message) ?? 0) + 1),
+  );
   const result = await run;
   const cpuMs = (cpu() - cpuBefore) / 1e6;
   if (result.non2xx > 0) failures.push(`${who}: ${result.non2xx} answers not 2xx`);
@@ -194,7 +210,13 @@ async function load(who, url, headers, cpu, seconds = LOAD_SECONDS) {
 
 async function loadReference(idp, headers) {
   const child = spawn(process.execPath, [join(ROOT, "bench/reference/server.mjs")], {
-    env: { ...process.env, JWKS_URL: idp.jwksUrl("reference"), JWT_ISSUER: idp.issuer, JWT_AUDIENCE: idp.audience, ABLY_API_KEY },
+    env: {
+      ...process.env,
+      JWKS_URL: idp.jwksUrl("reference"),
+      JWT_ISSUER: idp.issuer,
+      JWT_AUDIENCE: idp.audience,
+      ABLY_API_KEY,
+    },
     stdio: ["ignore", "ignore", "pipe"], // its request log goes to /dev/null
   });
   const port = await new Promise((resolve, reject) => {
@@ -231,7 +253,10 @@ async function loadBare(who, idp, bundle, headers, { healthz = false } = {}) {
     await checkIssued(`${served.url}/auth`, headers, who);
     const auth = await load(who, `${served.url}/auth`, headers, served.cpu);
     if (!healthz) return auth;
-    return { ...auth, healthz: await load(`${who} /healthz`, `${served.url}/healthz`, {}, served.cpu, HEALTHZ_SECONDS) };
+    return {
+      ...auth,
+      healthz: await load(`${who} /healthz`, `${served.url}/healthz`, {}, served.cpu, HEALTHZ_SECONDS),
+    };
   } finally {
     await served.close();
   }
@@ -288,7 +313,9 @@ async function cpuAndKv(idp, outfile) {
   const names = ["warm", ...Array.from({ length: 2 * COLD_ISOLATES }, (_, i) => `cold${i}`)];
   // No Cache API here: Miniflare simulates it with JavaScript in the same workerd process, which
   // would count as the worker's CPU. (Each cold isolate fetches the JWKS itself instead.)
-  const workerd = await startMiniflare(names.map((name) => ({ name, scriptPath: outfile, bindings, routes: [`${name}.bench/*`], cache: false })));
+  const workerd = await startMiniflare(
+    names.map((name) => ({ name, scriptPath: outfile, bindings, routes: [`${name}.bench/*`], cache: false })),
+  );
   /** One call into an isolate: the workerd process's CPU and the isolate's own clock, per iteration. */
   const call = async (isolate, path, n) => {
     const before = workerd.cpu();
@@ -359,19 +386,25 @@ async function jwksFetches(idp, bundle, headers) {
     ...Array.from({ length: JWKS_ISOLATES }, (_, i) => ({ name: `b${i}`, scenario: "cold-location" })),
     ...Array.from({ length: JWKS_ISOLATES }, (_, i) => ({ name: `c${i}`, scenario: "warm-location" })),
   ];
-  const workerd = await startMiniflare(isolates.map(({ name, scenario }) => ({
-    name,
-    scriptPath: bundle.file,
-    bindings: workerBindings(idp, scenario),
-    routes: [`${name}.bench/*`],
-  })));
+  const workerd = await startMiniflare(
+    isolates.map(({ name, scenario }) => ({
+      name,
+      scriptPath: bundle.file,
+      bindings: workerBindings(idp, scenario),
+      routes: [`${name}.bench/*`],
+    })),
+  );
   const burst = async (names) => {
-    const responses = await Promise.all(names.flatMap((name) =>
-      Array.from({ length: BURST }, () => workerd.mf.dispatchFetch(`http://${name}.bench/auth`, { headers }))));
+    const responses = await Promise.all(
+      names.flatMap((name) =>
+        Array.from({ length: BURST }, () => workerd.mf.dispatchFetch(`http://${name}.bench/auth`, { headers })),
+      ),
+    );
     const bad = responses.filter((r) => r.status !== 200).map((r) => r.status);
     // Miniflare may already have consumed a body (e.g. to log an error): that is not our failure.
     await Promise.all(responses.map((r) => r.arrayBuffer().catch(() => undefined)));
-    if (bad.length > 0) failures.push(`JWKS scenario: ${bad.length} requests not answered 200 (${[...new Set(bad)].join(", ")})`);
+    if (bad.length > 0)
+      failures.push(`JWKS scenario: ${bad.length} requests not answered 200 (${[...new Set(bad)].join(", ")})`);
   };
   const names = (prefix) => isolates.filter((i) => i.name.startsWith(prefix)).map((i) => i.name);
   try {
@@ -401,7 +434,11 @@ const verdict = (ok) => (ok ? "met" : "MISSED");
 function printTable(columns, rows) {
   const cells = [columns, ...rows.map((row) => columns.map((_, i) => String(row[i] ?? "")))];
   const widths = columns.map((_, i) => Math.max(...cells.map((cell) => cell[i].length)));
-  const line = (cell) => cell.map((text, i) => text.padEnd(widths[i])).join("  ").trimEnd();
+  const line = (cell) =>
+    cell
+      .map((text, i) => text.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
   console.log(line(cells[0]));
   console.log(widths.map((w) => "─".repeat(w)).join("  "));
   let section = "";
@@ -440,7 +477,9 @@ async function main() {
 
     const rounds = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      say(`round ${round}/${ROUNDS}: worker, bare worker, Express; ${WARMUP_SECONDS} s warm-up + ${LOAD_SECONDS} s at ${CONNECTIONS} connections each`);
+      say(
+        `round ${round}/${ROUNDS}: worker, bare worker, Express; ${WARMUP_SECONDS} s warm-up + ${LOAD_SECONDS} s at ${CONNECTIONS} connections each`,
+      );
       const loads = {
         worker: await loadBare("worker", idp, bundle, headers, { healthz: round === 1 }),
         bare: await loadBare("bare worker", idp, bare, headers),
@@ -449,7 +488,10 @@ async function main() {
       rounds.push({ ...loads, ratios: ratiosOf(loads) });
     }
     say(`cold: ${COLD_RUNS} fresh workerd processes per target`);
-    const cold = { worker: await coldStarts("worker", idp, bundle, headers), bare: await coldStarts("bare", idp, bare, headers) };
+    const cold = {
+      worker: await coldStarts("worker", idp, bundle, headers),
+      bare: await coldStarts("bare", idp, bare, headers),
+    };
     say("load: worker through Miniflare with its local KV, once");
     const miniflare = await loadMiniflare(idp, bundle, headers);
     say("CPU per part in workerd, warm and cold; KV reads");
@@ -459,24 +501,63 @@ async function main() {
 
     const med = (pick) => median(rounds.map(pick));
     const m = {
-      worker: { rps: med((r) => r.worker.rps), cpu: med((r) => r.worker.cpuPerRequest), p50: med((r) => r.worker.p50), p99: med((r) => r.worker.p99) },
-      bare: { rps: med((r) => r.bare.rps), cpu: med((r) => r.bare.cpuPerRequest), p50: med((r) => r.bare.p50), p99: med((r) => r.bare.p99) },
-      reference: { rps: med((r) => r.reference.rps), cpu: med((r) => r.reference.cpuPerRequest), p50: med((r) => r.reference.p50), p99: med((r) => r.reference.p99) },
+      worker: {
+        rps: med((r) => r.worker.rps),
+        cpu: med((r) => r.worker.cpuPerRequest),
+        p50: med((r) => r.worker.p50),
+        p99: med((r) => r.worker.p99),
+      },
+      bare: {
+        rps: med((r) => r.bare.rps),
+        cpu: med((r) => r.bare.cpuPerRequest),
+        p50: med((r) => r.bare.p50),
+        p99: med((r) => r.bare.p99),
+      },
+      reference: {
+        rps: med((r) => r.reference.rps),
+        cpu: med((r) => r.reference.cpuPerRequest),
+        p50: med((r) => r.reference.p50),
+        p99: med((r) => r.reference.p99),
+      },
       ratios: Object.fromEntries(Object.keys(rounds[0].ratios).map((k) => [k, med((r) => r.ratios[k])])),
     };
 
-    console.log(`ably-edge-auth bench · ${cpus().length} cores, load average ${load1.toFixed(1)} at start · Node ${process.version} · workerd ${WORKERD_VERSION} · autocannon ${CONNECTIONS} connections, ${WARMUP_SECONDS} s warm-up + ${LOAD_SECONDS} s per target per round`);
-    console.log("\nLoad, per round (worker and bare worker in bare workerd; Express = Node reference, keys imported once). CPU: the serving process's, HTTP included.");
+    console.log(
+      `ably-edge-auth bench · ${cpus().length} cores, load average ${load1.toFixed(1)} at start · Node ${process.version} · workerd ${WORKERD_VERSION} · autocannon ${CONNECTIONS} connections, ${WARMUP_SECONDS} s warm-up + ${LOAD_SECONDS} s per target per round`,
+    );
+    console.log(
+      "\nLoad, per round (worker and bare worker in bare workerd; Express = Node reference, keys imported once). CPU: the serving process's, HTTP included.",
+    );
     const loadRow = (label, w, b, r, ratios) => [
       label,
-      count(w.rps), count(b.rps), count(r.rps),
-      µs(w.cpu), µs(b.cpu), µs(r.cpu),
-      times(ratios.cpuVsBare), times(ratios.cpuVsReference), times(ratios.rpsVsReference),
-      `${w.p99} / ${b.p99} / ${r.p99} ms`, times(ratios.p99VsBare),
+      count(w.rps),
+      count(b.rps),
+      count(r.rps),
+      µs(w.cpu),
+      µs(b.cpu),
+      µs(r.cpu),
+      times(ratios.cpuVsBare),
+      times(ratios.cpuVsReference),
+      times(ratios.rpsVsReference),
+      `${w.p99} / ${b.p99} / ${r.p99} ms`,
+      times(ratios.p99VsBare),
     ];
     const asRow = (load) => ({ rps: load.rps, cpu: load.cpuPerRequest, p99: load.p99 });
     printTable(
-      ["round", "worker req/s", "bare req/s", "Express req/s", "worker CPU", "bare CPU", "Express CPU", "CPU worker/bare", "CPU worker/Express", "req/s worker/Express", "p99 worker / bare / Express", "p99 worker/bare"],
+      [
+        "round",
+        "worker req/s",
+        "bare req/s",
+        "Express req/s",
+        "worker CPU",
+        "bare CPU",
+        "Express CPU",
+        "CPU worker/bare",
+        "CPU worker/Express",
+        "req/s worker/Express",
+        "p99 worker / bare / Express",
+        "p99 worker/bare",
+      ],
       [
         ...rounds.map((r, i) => loadRow(String(i + 1), asRow(r.worker), asRow(r.bare), asRow(r.reference), r.ratios)),
         loadRow("median", m.worker, m.bare, m.reference, m.ratios),
@@ -490,50 +571,292 @@ async function main() {
     const ahead = m.ratios.cpuVsReference < 1 && m.ratios.rpsVsReference > 1;
     const workerd = `workerd ${WORKERD_VERSION}, process CPU`;
     console.log("\nGoals (issue 14) and the rest; load figures are the medians of the rounds above.");
-    printTable(["", "measure", "worker", "compared with", "ratio", "target", "status", "measured in"], [
-      ["goals", "CPU per request (median of per-round ratios)", µs(m.worker.cpu), `${µs(m.bare.cpu)} bare worker`, times(m.ratios.cpuVsBare), `≤ ${GOAL_CPU_RATIO}× bare`, verdict(m.ratios.cpuVsBare <= GOAL_CPU_RATIO), "bare workerd, process CPU, HTTP included"],
-      ["goals", "ahead of Express: CPU, requests/s", `${µs(m.worker.cpu)}, ${count(m.worker.rps)}/s`, `${µs(m.reference.cpu)}, ${count(m.reference.rps)}/s Express`, `${times(m.ratios.cpuVsReference)}, ${times(m.ratios.rpsVsReference)}`, "CPU < 1×, req/s > 1×", verdict(ahead), "the same load, the same core"],
-      ["goals", "latency p99", ms(m.worker.p99, 0), `${ms(m.bare.p99, 0)} bare worker`, times(m.ratios.p99VsBare), `≤ ${GOAL_P99_RATIO}× bare`, verdict(m.ratios.p99VsBare <= GOAL_P99_RATIO), `autocannon, ${CONNECTIONS} connections`],
-      ["goals", "first request of a fresh workerd, CPU", ms(cold.worker.firstMs, 2), `${ms(cold.bare.firstMs, 2)} bare worker`, times(coldRatio), `≤ ${GOAL_COLD_RATIO}× bare`, verdict(coldRatio <= GOAL_COLD_RATIO), `process CPU around it, all threads; JWKS fetch + key imports; median of ${COLD_RUNS}`],
-      ["goals", "bundle, gzip", `${bundle.gzipKiB.toFixed(2)} KiB`, `${bare.gzipKiB.toFixed(2)} KiB bare worker`, "", `≤ ${GOAL_GZIP_KIB} KiB`, verdict(bundle.gzipKiB <= GOAL_GZIP_KIB), `wrangler deploy --dry-run (${bundle.totalKiB.toFixed(2)} KiB raw)`],
-      ...parts.map(({ part, rawKiB, gzipKiB }) => ["size", `  of which ${part}`, `≈ ${gzipKiB.toFixed(1)} KiB gzip`, `${rawKiB.toFixed(1)} KiB raw`, "", "", "", "esbuild metafile; gzip by raw share"]),
-      ["startup", "fresh workerd until it accepts", ms(cold.worker.startupMs, 1), `${ms(cold.bare.startupMs, 1)} bare worker`, times(cold.worker.startupMs / cold.bare.startupMs), "", "", `process CPU: workerd start + compile + global scope; median of ${COLD_RUNS}`],
-      ["startup", "global scope: compile + evaluate", ms(scope.ms, 1), `${ms(bareScope.ms, 1)} bare worker`, times(scope.ms / bareScope.ms), "", "", `Node ${process.version} (V8), fresh process, median of ${IMPORT_RUNS}`],
-      ["startup", "global scope: I/O, key imports", `${scope.io}, ${scope.importKey}`, "", "", "none", verdict(scope.io + scope.importKey === 0), "fetch, Cache API, importKey watched"],
-      ["load", "latency p50", ms(m.worker.p50, 0), `${ms(m.bare.p50, 0)} bare, ${ms(m.reference.p50, 0)} Express`, "", "", "", "medians of the rounds"],
-      ["load", "/healthz p50, p99: the runtime's own tail", `${ms(rounds[0].worker.healthz.p50, 0)}, ${ms(rounds[0].worker.healthz.p99, 0)}`, `${count(rounds[0].worker.healthz.rps)} requests/s`, "", "", "", "round 1, a route that does almost nothing"],
-      ["load", "as wrangler dev runs it: req/s, p99", `${count(miniflare.rps)}, ${ms(miniflare.p99, 0)}`, `${ms(miniflare.cpuPerRequest)} CPU/request`, "", "", "", "Miniflare: entry worker + KV simulator in the thread"],
-      ["cpu warm", "verify (verifyIdentity), alone", ms(warm.verify), "", "", "", "", workerd],
-      ["cpu warm", "ban lookup (banFor, KV stand-in), alone", ms(warm.ban), "", "", "", "", workerd],
-      ["cpu warm", "sign (grantFor + signAblyToken), alone", ms(warm.sign), "", "", "", "", workerd],
-      ["cpu warm", "rest: request − the three", ms(rest), "", "", "", "", `${workerd}; Hono, middleware, log`],
-      ["cpu warm", "whole request (app.fetch of GET /auth)", ms(warm.request), `${ms(warm.floor)} crypto floor`, times(warm.request / warm.floor), "", "", `${workerd}; floor: 1 RS256 verify + 1 HS256 sign`],
-      ["cpu warm", "price: the access log line", ms(warm.log), "", "", "", "", `${workerd}; src/request/log.ts's middleware, console.log included`],
-      ["cpu warm", "price: security headers + request id", ms(warm.securityHeaders), "", "", "", "", `${workerd}; respond() − a Response with the 2 JWT headers`],
-      ["cpu warm", "key imports + fetches per request", String(warm.importsAndFetches), "", "", "0", verdict(warm.importsAndFetches === 0), "importKey and fetch counted in the isolate"],
-      ["cpu cold", "verify, first in a fresh isolate", ms(coldParts.verify), `${ms(warm.verify)} warm`, times(coldParts.verify / warm.verify), "", "", `${workerd}; JWKS fetch, parse, key import`],
-      ["cpu cold", "ban lookup, first", ms(coldParts.ban), `${ms(warm.ban)} warm`, times(coldParts.ban / warm.ban), "", "", workerd],
-      ["cpu cold", "sign, first (HMAC key import)", ms(coldParts.sign), `${ms(warm.sign)} warm`, times(coldParts.sign / warm.sign), "", "", workerd],
-      ["cpu cold", "rest, first", ms(coldRest), `${ms(rest)} warm`, times(coldRest / rest), "", "", `${workerd}, request − parts`],
-      ["cpu cold", "whole first request, in-isolate", ms(coldParts.request), `${ms(warm.request)} warm`, times(coldParts.request / warm.request), "", "", `${workerd}, median of ${COLD_ISOLATES} isolates`],
-      ["kv", "ban get, cacheTtl 60: latency", ms(kv["60"].clock), `${ms(kv.none.clock)} no cacheTtl`, times(kv["60"].clock / kv.none.clock), "", "", `local Miniflare KV, isolate clock, best of 2 × ${KV_READS}`],
-      ["kv", "ban get, cacheTtl 60: CPU", ms(kv["60"].cpu), `${ms(kv.none.cpu)} no cacheTtl`, times(kv["60"].cpu / kv.none.cpu), "", "", `${workerd}, KV simulator included`],
-      ["jwks", `1 cold isolate, ${BURST} concurrent`, `${jwks.oneIsolate} fetch(es)`, `${BURST} requests`, "", "1", verdict(jwks.oneIsolate === 1), "JWKS server on 127.0.0.1"],
-      ["jwks", `${JWKS_ISOLATES} cold isolates × ${BURST}, at once`, `${jwks.coldLocation} fetch(es)`, `${JWKS_ISOLATES * BURST} requests`, "", `≤ ${JWKS_ISOLATES} (1 per isolate)`, verdict(jwks.coldLocation <= JWKS_ISOLATES), "one Miniflare = one location's Cache API"],
-      ["jwks", `${JWKS_ISOLATES - 1} cold isolates × ${BURST}, cache filled`, `${jwks.warmLocation} fetch(es)`, `${(JWKS_ISOLATES - 1) * BURST} requests`, "", "0", verdict(jwks.warmLocation === 0), "after one isolate fetched"],
-    ]);
-    const chart = join(ROOT, "docs", "bench.svg");
-    await writeFile(chart, drawChart(
+    printTable(
+      ["", "measure", "worker", "compared with", "ratio", "target", "status", "measured in"],
       [
-        { name: "worker", rps: m.worker.rps, cpuUs: m.worker.cpu * 1000 },
-        { name: "bare worker", rps: m.bare.rps, cpuUs: m.bare.cpu * 1000 },
-        { name: "Express", rps: m.reference.rps, cpuUs: m.reference.cpu * 1000 },
+        [
+          "goals",
+          "CPU per request (median of per-round ratios)",
+          µs(m.worker.cpu),
+          `${µs(m.bare.cpu)} bare worker`,
+          times(m.ratios.cpuVsBare),
+          `≤ ${GOAL_CPU_RATIO}× bare`,
+          verdict(m.ratios.cpuVsBare <= GOAL_CPU_RATIO),
+          "bare workerd, process CPU, HTTP included",
+        ],
+        [
+          "goals",
+          "ahead of Express: CPU, requests/s",
+          `${µs(m.worker.cpu)}, ${count(m.worker.rps)}/s`,
+          `${µs(m.reference.cpu)}, ${count(m.reference.rps)}/s Express`,
+          `${times(m.ratios.cpuVsReference)}, ${times(m.ratios.rpsVsReference)}`,
+          "CPU < 1×, req/s > 1×",
+          verdict(ahead),
+          "the same load, the same core",
+        ],
+        [
+          "goals",
+          "latency p99",
+          ms(m.worker.p99, 0),
+          `${ms(m.bare.p99, 0)} bare worker`,
+          times(m.ratios.p99VsBare),
+          `≤ ${GOAL_P99_RATIO}× bare`,
+          verdict(m.ratios.p99VsBare <= GOAL_P99_RATIO),
+          `autocannon, ${CONNECTIONS} connections`,
+        ],
+        [
+          "goals",
+          "first request of a fresh workerd, CPU",
+          ms(cold.worker.firstMs, 2),
+          `${ms(cold.bare.firstMs, 2)} bare worker`,
+          times(coldRatio),
+          `≤ ${GOAL_COLD_RATIO}× bare`,
+          verdict(coldRatio <= GOAL_COLD_RATIO),
+          `process CPU around it, all threads; JWKS fetch + key imports; median of ${COLD_RUNS}`,
+        ],
+        [
+          "goals",
+          "bundle, gzip",
+          `${bundle.gzipKiB.toFixed(2)} KiB`,
+          `${bare.gzipKiB.toFixed(2)} KiB bare worker`,
+          "",
+          `≤ ${GOAL_GZIP_KIB} KiB`,
+          verdict(bundle.gzipKiB <= GOAL_GZIP_KIB),
+          `wrangler deploy --dry-run (${bundle.totalKiB.toFixed(2)} KiB raw)`,
+        ],
+        ...parts.map(({ part, rawKiB, gzipKiB }) => [
+          "size",
+          `  of which ${part}`,
+          `≈ ${gzipKiB.toFixed(1)} KiB gzip`,
+          `${rawKiB.toFixed(1)} KiB raw`,
+          "",
+          "",
+          "",
+          "esbuild metafile; gzip by raw share",
+        ]),
+        [
+          "startup",
+          "fresh workerd until it accepts",
+          ms(cold.worker.startupMs, 1),
+          `${ms(cold.bare.startupMs, 1)} bare worker`,
+          times(cold.worker.startupMs / cold.bare.startupMs),
+          "",
+          "",
+          `process CPU: workerd start + compile + global scope; median of ${COLD_RUNS}`,
+        ],
+        [
+          "startup",
+          "global scope: compile + evaluate",
+          ms(scope.ms, 1),
+          `${ms(bareScope.ms, 1)} bare worker`,
+          times(scope.ms / bareScope.ms),
+          "",
+          "",
+          `Node ${process.version} (V8), fresh process, median of ${IMPORT_RUNS}`,
+        ],
+        [
+          "startup",
+          "global scope: I/O, key imports",
+          `${scope.io}, ${scope.importKey}`,
+          "",
+          "",
+          "none",
+          verdict(scope.io + scope.importKey === 0),
+          "fetch, Cache API, importKey watched",
+        ],
+        [
+          "load",
+          "latency p50",
+          ms(m.worker.p50, 0),
+          `${ms(m.bare.p50, 0)} bare, ${ms(m.reference.p50, 0)} Express`,
+          "",
+          "",
+          "",
+          "medians of the rounds",
+        ],
+        [
+          "load",
+          "/healthz p50, p99: the runtime's own tail",
+          `${ms(rounds[0].worker.healthz.p50, 0)}, ${ms(rounds[0].worker.healthz.p99, 0)}`,
+          `${count(rounds[0].worker.healthz.rps)} requests/s`,
+          "",
+          "",
+          "",
+          "round 1, a route that does almost nothing",
+        ],
+        [
+          "load",
+          "as wrangler dev runs it: req/s, p99",
+          `${count(miniflare.rps)}, ${ms(miniflare.p99, 0)}`,
+          `${ms(miniflare.cpuPerRequest)} CPU/request`,
+          "",
+          "",
+          "",
+          "Miniflare: entry worker + KV simulator in the thread",
+        ],
+        ["cpu warm", "verify (verifyIdentity), alone", ms(warm.verify), "", "", "", "", workerd],
+        ["cpu warm", "ban lookup (banFor, KV stand-in), alone", ms(warm.ban), "", "", "", "", workerd],
+        ["cpu warm", "sign (grantFor + signAblyToken), alone", ms(warm.sign), "", "", "", "", workerd],
+        ["cpu warm", "rest: request − the three", ms(rest), "", "", "", "", `${workerd}; Hono, middleware, log`],
+        [
+          "cpu warm",
+          "whole request (app.fetch of GET /auth)",
+          ms(warm.request),
+          `${ms(warm.floor)} crypto floor`,
+          times(warm.request / warm.floor),
+          "",
+          "",
+          `${workerd}; floor: 1 RS256 verify + 1 HS256 sign`,
+        ],
+        [
+          "cpu warm",
+          "price: the access log line",
+          ms(warm.log),
+          "",
+          "",
+          "",
+          "",
+          `${workerd}; src/request/log.ts's middleware, console.log included`,
+        ],
+        [
+          "cpu warm",
+          "price: security headers + request id",
+          ms(warm.securityHeaders),
+          "",
+          "",
+          "",
+          "",
+          `${workerd}; respond() − a Response with the 2 JWT headers`,
+        ],
+        [
+          "cpu warm",
+          "key imports + fetches per request",
+          String(warm.importsAndFetches),
+          "",
+          "",
+          "0",
+          verdict(warm.importsAndFetches === 0),
+          "importKey and fetch counted in the isolate",
+        ],
+        [
+          "cpu cold",
+          "verify, first in a fresh isolate",
+          ms(coldParts.verify),
+          `${ms(warm.verify)} warm`,
+          times(coldParts.verify / warm.verify),
+          "",
+          "",
+          `${workerd}; JWKS fetch, parse, key import`,
+        ],
+        [
+          "cpu cold",
+          "ban lookup, first",
+          ms(coldParts.ban),
+          `${ms(warm.ban)} warm`,
+          times(coldParts.ban / warm.ban),
+          "",
+          "",
+          workerd,
+        ],
+        [
+          "cpu cold",
+          "sign, first (HMAC key import)",
+          ms(coldParts.sign),
+          `${ms(warm.sign)} warm`,
+          times(coldParts.sign / warm.sign),
+          "",
+          "",
+          workerd,
+        ],
+        [
+          "cpu cold",
+          "rest, first",
+          ms(coldRest),
+          `${ms(rest)} warm`,
+          times(coldRest / rest),
+          "",
+          "",
+          `${workerd}, request − parts`,
+        ],
+        [
+          "cpu cold",
+          "whole first request, in-isolate",
+          ms(coldParts.request),
+          `${ms(warm.request)} warm`,
+          times(coldParts.request / warm.request),
+          "",
+          "",
+          `${workerd}, median of ${COLD_ISOLATES} isolates`,
+        ],
+        [
+          "kv",
+          "ban get, cacheTtl 60: latency",
+          ms(kv["60"].clock),
+          `${ms(kv.none.clock)} no cacheTtl`,
+          times(kv["60"].clock / kv.none.clock),
+          "",
+          "",
+          `local Miniflare KV, isolate clock, best of 2 × ${KV_READS}`,
+        ],
+        [
+          "kv",
+          "ban get, cacheTtl 60: CPU",
+          ms(kv["60"].cpu),
+          `${ms(kv.none.cpu)} no cacheTtl`,
+          times(kv["60"].cpu / kv.none.cpu),
+          "",
+          "",
+          `${workerd}, KV simulator included`,
+        ],
+        [
+          "jwks",
+          `1 cold isolate, ${BURST} concurrent`,
+          `${jwks.oneIsolate} fetch(es)`,
+          `${BURST} requests`,
+          "",
+          "1",
+          verdict(jwks.oneIsolate === 1),
+          "JWKS server on 127.0.0.1",
+        ],
+        [
+          "jwks",
+          `${JWKS_ISOLATES} cold isolates × ${BURST}, at once`,
+          `${jwks.coldLocation} fetch(es)`,
+          `${JWKS_ISOLATES * BURST} requests`,
+          "",
+          `≤ ${JWKS_ISOLATES} (1 per isolate)`,
+          verdict(jwks.coldLocation <= JWKS_ISOLATES),
+          "one Miniflare = one location's Cache API",
+        ],
+        [
+          "jwks",
+          `${JWKS_ISOLATES - 1} cold isolates × ${BURST}, cache filled`,
+          `${jwks.warmLocation} fetch(es)`,
+          `${(JWKS_ISOLATES - 1) * BURST} requests`,
+          "",
+          "0",
+          verdict(jwks.warmLocation === 0),
+          "after one isolate fetched",
+        ],
       ],
-      `npm run bench: medians of ${ROUNDS} rounds, ${CONNECTIONS} connections, ${cpus().length} cores · workerd ${WORKERD_VERSION}, Node ${process.version} · CPU of the serving process`,
-    ));
+    );
+    const chart = join(ROOT, "docs", "bench.svg");
+    await writeFile(
+      chart,
+      drawChart(
+        [
+          { name: "worker", rps: m.worker.rps, cpuUs: m.worker.cpu * 1000 },
+          { name: "bare worker", rps: m.bare.rps, cpuUs: m.bare.cpu * 1000 },
+          { name: "Express", rps: m.reference.rps, cpuUs: m.reference.cpu * 1000 },
+        ],
+        `npm run bench: medians of ${ROUNDS} rounds, ${CONNECTIONS} connections, ${cpus().length} cores · workerd ${WORKERD_VERSION}, Node ${process.version} · CPU of the serving process`,
+      ),
+    );
     console.log(`\nChart: ${chart}. Took ${Math.round((Date.now() - started) / 1000)} s.`);
     if (load1 > cpus().length / 2) {
-      console.log(`NOTE: the machine was busy (load average ${load1.toFixed(1)} on ${cpus().length} cores): timings are unreliable; CPU figures less so.`);
+      console.log(
+        `NOTE: the machine was busy (load average ${load1.toFixed(1)} on ${cpus().length} cores): timings are unreliable; CPU figures less so.`,
+      );
     }
     for (const warning of warnings) console.log(`WARNING: ${warning}`);
     for (const failure of failures) console.log(`FAILED: ${failure}`);

@@ -91,7 +91,11 @@ async function requestAblyToken(
   if (response.ok) {
     const type = response.headers.get("Content-Type") ?? "";
     if (!/^(application\/jwt|text\/plain)\b/i.test(type) || body === "") {
-      throw new AuthEndpointError(`The auth endpoint answered 200 with ${type || "no type"}, not a JWT`, 401, AUTH_CALLBACK_FAILED);
+      throw new AuthEndpointError(
+        `The auth endpoint answered 200 with ${type || "no type"}, not a JWT`,
+        401,
+        AUTH_CALLBACK_FAILED,
+      );
     }
     return body;
   }

@@ -12,7 +12,9 @@ const READY_TIMEOUT_MS = 60_000;
 
 if (!existsSync(".dev.vars")) {
   copyFileSync(".dev.vars.example", ".dev.vars");
-  console.log("[dev] created .dev.vars from .dev.vars.example (a placeholder Ably key; put yours there to connect to Ably)");
+  console.log(
+    "[dev] created .dev.vars from .dev.vars.example (a placeholder Ably key; put yours there to connect to Ably)",
+  );
 }
 
 const common = ["--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
@@ -56,7 +58,11 @@ process.on("SIGINT", () => stop(0));
 process.on("SIGTERM", () => stop(0));
 
 const deadline = Date.now() + READY_TIMEOUT_MS;
-const up = (url) => fetch(url).then((r) => r.ok, () => false);
+const up = (url) =>
+  fetch(url).then(
+    (r) => r.ok,
+    () => false,
+  );
 while (!(await up(`${IDP}/.well-known/openid-configuration`)) || !(await up(`${AUTH}/healthz`))) {
   if (Date.now() > deadline) {
     console.error("[dev] not ready after 60 s; see the output above");

@@ -5,7 +5,14 @@
  * Identity providers are parsed by providers.ts: the single-provider variables (JWT_ISSUER,
  * JWKS_URL, ...) as a shorthand for one entry, IDENTITY_PROVIDERS as a list of entries or presets.
  */
-import { type Capability, CapabilityError, parseCapability, templateCapture, templateClash, templateFault } from "./ably/capability";
+import {
+  type Capability,
+  CapabilityError,
+  parseCapability,
+  templateCapture,
+  templateClash,
+  templateFault,
+} from "./ably/capability";
 import { parseProviders, type ProviderConfig } from "./identity/providers";
 import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./request/rate-limit";
@@ -122,7 +129,10 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     return value.trim();
   };
   const list = (name: string): string[] =>
-    (str(name) ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    (str(name) ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const raw = str(name);
     if (raw === undefined) return fallback;
@@ -169,18 +179,19 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       problems.push(`${where} must be a JSON object mapping role names to capabilities`);
       return {};
     }
-    return Object.freeze(Object.fromEntries(
-      Object.entries(roles).map(([role, cap]) => [role, capability(`${where} (role ${role})`, cap)]),
-    ));
+    return Object.freeze(
+      Object.fromEntries(
+        Object.entries(roles).map(([role, cap]) => [role, capability(`${where} (role ${role})`, cap)]),
+      ),
+    );
   };
   /** A JSON-valued variable: text, or the object wrangler makes of a TOML table; undefined when unset. */
   const jsonVar = (name: string): unknown => (env[name] === "" ? undefined : env[name]);
   const grant = capability("ABLY_CAPABILITY", jsonVar("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
   const keyCapability = capability("ABLY_KEY_CAPABILITY", jsonVar("ABLY_KEY_CAPABILITY") ?? DEFAULT_KEY_CAPABILITY);
   const rawRoleCapabilities = jsonVar("ROLE_CAPABILITIES");
-  const globalRoleCapabilities: Readonly<Record<string, Capability>> = rawRoleCapabilities === undefined
-    ? Object.freeze({})
-    : roleCapabilities("ROLE_CAPABILITIES", rawRoleCapabilities);
+  const globalRoleCapabilities: Readonly<Record<string, Capability>> =
+    rawRoleCapabilities === undefined ? Object.freeze({}) : roleCapabilities("ROLE_CAPABILITIES", rawRoleCapabilities);
   const clockToleranceSeconds = int(
     "JWT_CLOCK_TOLERANCE_SECONDS",
     DEFAULT_CLOCK_TOLERANCE_SECONDS,
@@ -195,7 +206,12 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   }
 
   const { providers, identityHeader } = parseProviders({
-    env, problems, clockToleranceSeconds, bannedRolePattern, capability, roleCapabilities,
+    env,
+    problems,
+    clockToleranceSeconds,
+    bannedRolePattern,
+    capability,
+    roleCapabilities,
   });
 
   const grants: Capability[] = [grant, ...Object.values(globalRoleCapabilities)];
@@ -207,27 +223,33 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   }
   const captured = templateCapture(templates);
   if (captured) {
-    problems.push(`a user whose id fits ${JSON.stringify(captured[0])} could own the shared channel ${JSON.stringify(captured[1])}: begin them with different literal segments`);
+    problems.push(
+      `a user whose id fits ${JSON.stringify(captured[0])} could own the shared channel ${JSON.stringify(captured[1])}: begin them with different literal segments`,
+    );
   }
   if (Object.keys(keyCapability).some((resource) => resource.includes("{clientId}"))) {
-    problems.push("ABLY_KEY_CAPABILITY is the key's own capability, not a template: {clientId} there is never filled in");
+    problems.push(
+      "ABLY_KEY_CAPABILITY is the key's own capability, not a template: {clientId} there is never filled in",
+    );
   }
   const clash = templateClash(templates);
   if (clash) {
-    problems.push(`capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`);
+    problems.push(
+      `capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`,
+    );
   }
 
   const allowedOrigins = list("ALLOWED_ORIGINS");
   for (const origin of allowedOrigins) {
     if (!isOrigin(origin)) {
-      problems.push(
-        `ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`,
-      );
+      problems.push(`ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`);
       break;
     }
     // Over plain http anyone on the network path could run script as that origin and spend cookies.
     if (origin.startsWith("http:") && !LOOPBACK.has(new URL(origin).hostname)) {
-      problems.push(`ALLOWED_ORIGINS may list http:// origins only on this machine (localhost, 127.0.0.1, [::1]): ${origin}`);
+      problems.push(
+        `ALLOWED_ORIGINS may list http:// origins only on this machine (localhost, 127.0.0.1, [::1]): ${origin}`,
+      );
     }
   }
 
@@ -242,7 +264,6 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
     problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
   }
-
 
   const limiter = (name: string) => {
     const binding = env[name] as RateLimiter | undefined;

@@ -224,8 +224,17 @@ export const NETLIFY_CACHE_MAX_BYTES = 2_097_152;
 
 /** Asymmetric JWS algorithms an identity token may use. HS* and `none` never come through a JWKS. */
 export const ASYMMETRIC_ALGORITHMS = [
-  "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-  "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
 ] as const;
 
 /** Symmetric JWS algorithms: only ever with a provider's own configured secret, never through a JWKS. */

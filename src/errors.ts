@@ -44,7 +44,7 @@ const CATALOG = {
   "capability-empty": [403, "Requested capability not granted"],
   "identity-provider-unavailable": [503, "Identity provider unavailable"],
   "ban-list-unavailable": [503, "Ban list unavailable"],
-  "misconfigured": [500, "Auth endpoint misconfigured"],
+  misconfigured: [500, "Auth endpoint misconfigured"],
   "internal-error": [500, "Internal error"],
 } as const satisfies Record<string, readonly [number, string]>;
 
@@ -82,10 +82,7 @@ export function problemResponse(c: Context, problem: Problem, requestId?: string
   c.header("Cache-Control", "no-store");
   if (status === 401) {
     // RFC 6750 3.1: no error code when no token was presented at all.
-    c.header(
-      "WWW-Authenticate",
-      problem.code === "identity-token-missing" ? "Bearer" : 'Bearer error="invalid_token"',
-    );
+    c.header("WWW-Authenticate", problem.code === "identity-token-missing" ? "Bearer" : 'Bearer error="invalid_token"');
   }
   for (const [name, value] of Object.entries(problem.headers)) c.header(name, value);
   // ably-js reads an error's message only from Ably's own headers unless the body is plain

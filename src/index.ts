@@ -48,9 +48,7 @@ function answer(c: Context<AppEnv>, problem: Problem): Response {
 
 app.get("/healthz", (c) => {
   const result = loadConfig(c.env);
-  return result.ok
-    ? c.json({ status: "ok" })
-    : c.json({ status: "misconfigured", problems: result.problems }, 503);
+  return result.ok ? c.json({ status: "ok" }) : c.json({ status: "misconfigured", problems: result.problems }, 503);
 });
 
 app.use("/auth", allowMethods(["GET", "POST", "OPTIONS"]), withConfig(), originGuard(), sizeLimits());

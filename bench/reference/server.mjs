@@ -18,7 +18,13 @@ const [keyName, secretText] = ABLY_API_KEY.split(":");
 const secret = createSecretKey(Buffer.from(secretText)); // imported once
 const TOKEN_TTL_SECONDS = 3_600; // the worker's default ABLY_TOKEN_TTL_SECONDS
 
-const jwks = jwksRsa({ jwksUri: JWKS_URL, cache: true, cacheMaxAge: 600_000, rateLimit: true, jwksRequestsPerMinute: 10 });
+const jwks = jwksRsa({
+  jwksUri: JWKS_URL,
+  cache: true,
+  cacheMaxAge: 600_000,
+  rateLimit: true,
+  jwksRequestsPerMinute: 10,
+});
 const bans = new Map(); // clientId → reason
 const imported = new Map(); // kid → KeyObject: a tutorial's endpoint passes the PEM, parsed per request
 
@@ -36,7 +42,9 @@ app.disable("x-powered-by");
 app.get("/auth", (req, res) => {
   const started = Date.now();
   const done = (status, outcome, clientId) =>
-    console.log(JSON.stringify({ method: req.method, path: req.path, status, outcome, clientId, ms: Date.now() - started }));
+    console.log(
+      JSON.stringify({ method: req.method, path: req.path, status, outcome, clientId, ms: Date.now() - started }),
+    );
   const bearer = /^Bearer +(\S+)$/i.exec(req.get("authorization") ?? "");
   if (!bearer) {
     res.status(401).json({ error: "identity-token-missing" });
@@ -56,7 +64,12 @@ app.get("/auth", (req, res) => {
     const now = Math.floor(Date.now() / 1000);
     const capability = { [`private:${clientId}`]: ["history", "presence", "publish", "subscribe"] };
     const ablyJwt = jwt.sign(
-      { "x-ably-capability": JSON.stringify(capability), "x-ably-clientId": clientId, iat: now, exp: now + TOKEN_TTL_SECONDS },
+      {
+        "x-ably-capability": JSON.stringify(capability),
+        "x-ably-clientId": clientId,
+        iat: now,
+        exp: now + TOKEN_TTL_SECONDS,
+      },
       secret,
       { algorithm: "HS256", keyid: keyName, header: { typ: "JWT" } },
     );

@@ -59,7 +59,10 @@ app.get("/token", async (c) => {
   } catch {
     return c.json({ error: "claims must be a JSON object" }, 400);
   }
-  const roles = (c.req.query("roles") ?? "").split(",").map((r) => r.trim()).filter(Boolean);
+  const roles = (c.req.query("roles") ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean);
   const claims = Object.fromEntries(Object.entries(extra).filter(([name]) => !FIXED_CLAIMS.has(name)));
   const key = await signingKey(c.env.IDP_STATE);
   const token = await new SignJWT({ name: sub, ...claims, ...(roles.length ? { roles } : {}) })
@@ -82,7 +85,10 @@ app.on(["PUT", "DELETE"], "/demo/bans/:sub", async (c) => {
   const response = await fetch(`${c.env.AUTH_URL}/admin/bans/${encodeURIComponent(c.req.param("sub"))}`, {
     method: c.req.method,
     headers: { Authorization: `Bearer ${c.env.ADMIN_TOKEN}`, "Content-Type": "application/json" },
-    body: c.req.method === "PUT" ? JSON.stringify({ reason: "banned from the demo page", bannedBy: "demo page" }) : undefined,
+    body:
+      c.req.method === "PUT"
+        ? JSON.stringify({ reason: "banned from the demo page", bannedBy: "demo page" })
+        : undefined,
   });
   return new Response(response.body, { status: response.status, headers: response.headers });
 });

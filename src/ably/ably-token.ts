@@ -31,10 +31,7 @@ export function grantFor(
   now: number = Math.floor(Date.now() / 1000),
 ): Grant {
   if (params.clientId !== undefined && params.clientId !== identity.clientId) {
-    throw new Problem(
-      "client-id-mismatch",
-      "The requested clientId differs from the one your identity token proves.",
-    );
+    throw new Problem("client-id-mismatch", "The requested clientId differs from the one your identity token proves.");
   }
   const granted = grantedCapability(identity, config);
   const capability = params.capability ? intersect(params.capability, granted) : granted;

@@ -43,9 +43,7 @@ export function parseCapability(json: string): Capability {
       operations.length === 0 ||
       !operations.every((op) => typeof op === "string" && op !== "")
     ) {
-      throw new CapabilityError(
-        "maps a resource to something other than a non-empty array of operation names",
-      );
+      throw new CapabilityError("maps a resource to something other than a non-empty array of operation names");
     }
   }
   return canonical(entries as [string, string[]][]);
@@ -90,7 +88,9 @@ export function templateClash(resources: readonly string[]): [string, string] | 
   for (const [i, a] of heads.entries()) {
     for (const b of heads.slice(i + 1)) {
       if (a.segments.length === b.segments.length) continue;
-      const told = a.segments.some((s, k) => k < b.segments.length && s !== "*" && b.segments[k] !== "*" && s !== b.segments[k]);
+      const told = a.segments.some(
+        (s, k) => k < b.segments.length && s !== "*" && b.segments[k] !== "*" && s !== b.segments[k],
+      );
       if (!told) return [a.resource, b.resource];
     }
   }
@@ -104,7 +104,9 @@ export function templateClash(resources: readonly string[]): [string, string] | 
  */
 export function templateCapture(resources: readonly string[]): [string, string] | undefined {
   const names = [...new Set(resources)];
-  const literals = names.filter((r) => !r.includes(CLIENT_ID_PLACEHOLDER) && !r.startsWith("[") && !r.split(":").includes("*"));
+  const literals = names.filter(
+    (r) => !r.includes(CLIENT_ID_PLACEHOLDER) && !r.startsWith("[") && !r.split(":").includes("*"),
+  );
   for (const template of names.filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))) {
     // Whole segments around the placeholder (templateFault): "dm:" + "{clientId}" + ":*".
     const [head = "", tail = ""] = template.split(CLIENT_ID_PLACEHOLDER);
@@ -122,7 +124,9 @@ export function templateCapture(resources: readonly string[]): [string, string] 
 
 /** Everything any of `capabilities` allows: resources merged, operations united. */
 export function union(...capabilities: Capability[]): Capability {
-  return canonical(capabilities.flatMap((c) => Object.entries(c).map(([r, ops]) => [r, [...ops]] as [string, string[]])));
+  return canonical(
+    capabilities.flatMap((c) => Object.entries(c).map(([r, ops]) => [r, [...ops]] as [string, string[]])),
+  );
 }
 
 /**

@@ -15,12 +15,7 @@ import { timingSafeEqual } from "hono/utils/buffer";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
 import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
 import { clientIdFault } from "../identity/client-id";
-import {
-  ADMIN_LIST_PAGE_SIZE,
-  MAX_BAN_REASON_BYTES,
-  MAX_BAN_TTL_SECONDS,
-  MAX_BANNED_BY_BYTES,
-} from "../constants";
+import { ADMIN_LIST_PAGE_SIZE, MAX_BAN_REASON_BYTES, MAX_BAN_TTL_SECONDS, MAX_BANNED_BY_BYTES } from "../constants";
 import { type AppEnv, allowMethods } from "../request/context";
 import { Problem } from "../errors";
 import { bearerToken, mediaType } from "../request/request-headers";
@@ -50,10 +45,7 @@ admin.get("/bans/:clientId", async (c) => {
 admin.put("/bans/:clientId", async (c) => {
   const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
-  const { reason, ttlSeconds, bannedBy } = parseBanRequest(
-    c.req.header("Content-Type"),
-    await c.req.text(),
-  );
+  const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
   const now = new Date();
   // Undefined fields vanish when the record is serialized.
   const record: BanRecord = {
@@ -80,7 +72,10 @@ admin.post("/bans/:clientId/revoke", async (c) => {
   const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
   if (!config.revocableTokens) {
-    throw new Problem("revocation-not-enabled", "Set ABLY_REVOCABLE_TOKENS=true (for a key with revocable tokens) to revoke.");
+    throw new Problem(
+      "revocation-not-enabled",
+      "Set ABLY_REVOCABLE_TOKENS=true (for a key with revocable tokens) to revoke.",
+    );
   }
   if (!(await readBan(config.bans, clientId))) throw new Problem("ban-not-found", `${clientId} is not banned.`);
   return c.json({ clientId, revocation: await revokeForBan(config, clientId, new Date()) });
@@ -135,7 +130,11 @@ function parseBanRequest(
   if (bannedBy !== undefined && (typeof bannedBy !== "string" || storedBytes(bannedBy) > MAX_BANNED_BY_BYTES)) {
     throw invalid(`bannedBy must be a string of at most ${MAX_BANNED_BY_BYTES} bytes as stored (JSON-escaped UTF-8).`);
   }
-  const ttlOk = typeof ttlSeconds === "number" && Number.isInteger(ttlSeconds) && ttlSeconds >= 1 && ttlSeconds <= MAX_BAN_TTL_SECONDS;
+  const ttlOk =
+    typeof ttlSeconds === "number" &&
+    Number.isInteger(ttlSeconds) &&
+    ttlSeconds >= 1 &&
+    ttlSeconds <= MAX_BAN_TTL_SECONDS;
   if (ttlSeconds !== undefined && !ttlOk) {
     throw invalid(`ttlSeconds must be a whole number from 1 to ${MAX_BAN_TTL_SECONDS}; omit it for an indefinite ban.`);
   }

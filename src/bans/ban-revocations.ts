@@ -77,7 +77,12 @@ export interface RevocationStatus {
     readonly due: string;
     readonly state: Round["state"];
     /** `issuedBefore` null: the moment Ably got the call, which Ably did not report. */
-    readonly attempts: readonly { at: string; issuedBefore: string | null; outcome: Attempt["outcome"]; reason?: string }[];
+    readonly attempts: readonly {
+      at: string;
+      issuedBefore: string | null;
+      outcome: Attempt["outcome"];
+      reason?: string;
+    }[];
   }[];
 }
 
@@ -88,11 +93,19 @@ export class BanRevocations extends DurableObject<Env> {
    * Revokes the user's tokens now and again `propagationSeconds` from now, replacing whatever was
    * planned before (a re-ban reschedules). Answers once the first round's first attempt is made.
    */
-  async revokeNowAndAfterPropagation(clientId: string, restUrl: string, propagationSeconds: number): Promise<RevocationStatus> {
+  async revokeNowAndAfterPropagation(
+    clientId: string,
+    restUrl: string,
+    propagationSeconds: number,
+  ): Promise<RevocationStatus> {
     const now = Date.now();
     const round = (name: Round["name"], due: number): Round => ({ name, due, state: "pending", attempts: [] });
     const plan = await this.store(
-      { clientId, restUrl, rounds: [round("at-ban", now), round("after-propagation", now + propagationSeconds * 1000)] },
+      {
+        clientId,
+        restUrl,
+        rounds: [round("at-ban", now), round("after-propagation", now + propagationSeconds * 1000)],
+      },
       // Stored before calling Ably, with the alarm where the retry would be had the call failed: a
       // crash during it is retried, and no alarm races it.
       now + UPSTREAM_TIMEOUT_MS + retryDelay(1),
@@ -133,15 +146,23 @@ export class BanRevocations extends DurableObject<Env> {
     const next = nextAttempt(plan);
     if (!next) return plan;
     const round = plan.rounds[next.index]!;
-    const fixed = round.name === "at-ban" ? undefined : round.attempts[0]?.issuedBefore ?? Date.now() - ISSUED_BEFORE_SKEW_MS;
+    const fixed =
+      round.name === "at-ban" ? undefined : (round.attempts[0]?.issuedBefore ?? Date.now() - ISSUED_BEFORE_SKEW_MS);
     const result = await this.revoke(plan, fixed);
     const issuedBefore = result.status === "revoked" ? result.issuedBefore : fixed;
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
     if (result.status === "failed") {
-      console.warn(JSON.stringify({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason }));
+      console.warn(
+        JSON.stringify({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason }),
+      );
     }
-    const attempts = [...round.attempts, { at, issuedBefore, outcome: result.status, ...(result.status === "failed" ? { reason: result.reason } : {}) }];
-    const rounds = plan.rounds.map((r, i) => (i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, fixed) } : r));
+    const attempts = [
+      ...round.attempts,
+      { at, issuedBefore, outcome: result.status, ...(result.status === "failed" ? { reason: result.reason } : {}) },
+    ];
+    const rounds = plan.rounds.map((r, i) =>
+      i === next.index ? { ...r, attempts, state: stateAfter(result, attempts, fixed) } : r,
+    );
     const current = await this.ctx.storage.get<Plan>(PLAN_KEY);
     if (current?.revision !== plan.revision) return current;
     return this.store({ ...plan, rounds });
@@ -216,7 +237,11 @@ function statusOf(plan: Plan): RevocationStatus {
       name: r.name,
       due: iso(r.due),
       state: r.state,
-      attempts: r.attempts.map((a) => ({ ...a, at: iso(a.at), issuedBefore: a.issuedBefore === undefined ? null : iso(a.issuedBefore) })),
+      attempts: r.attempts.map((a) => ({
+        ...a,
+        at: iso(a.at),
+        issuedBefore: a.issuedBefore === undefined ? null : iso(a.issuedBefore),
+      })),
     })),
   };
 }
@@ -242,7 +267,11 @@ export async function revokeForBan(config: Config, clientId: string, bannedAt: D
  * The revocations of `clientId`'s ban as the admin API shows them. With revocable tokens but none
  * planned (a ban written straight into KV), `none`: POST /admin/bans/{clientId}/revoke plans them.
  */
-export async function revocationStatus(config: Config, clientId: string, bannedAt: Date | undefined): Promise<RevocationStatus> {
+export async function revocationStatus(
+  config: Config,
+  clientId: string,
+  bannedAt: Date | undefined,
+): Promise<RevocationStatus> {
   if (!config.revocableTokens || !config.banRevocations) return withoutRevocation(config, bannedAt);
   return (await objectFor(config.banRevocations, clientId).status()) ?? { status: "none", airtightAt: null };
 }
@@ -258,5 +287,8 @@ export async function cancelRevocations(config: Config, clientId: string): Promi
  */
 function withoutRevocation(config: Config, bannedAt: Date | undefined): RevocationStatus {
   const airtight = bannedAt && bannedAt.getTime() + (config.banPropagationSeconds + config.tokenTtlSeconds) * 1000;
-  return { status: "not-enabled", airtightAt: airtight && !Number.isNaN(airtight) ? new Date(airtight).toISOString() : null };
+  return {
+    status: "not-enabled",
+    airtightAt: airtight && !Number.isNaN(airtight) ? new Date(airtight).toISOString() : null,
+  };
 }

@@ -59,5 +59,8 @@ export async function revokeClientTokens(
   const [result] = Array.isArray(results) ? (results as unknown[]) : [];
   const fields = typeof result === "object" && result !== null ? (result as Record<string, unknown>) : {};
   if ("error" in fields) return failed("Ably refused to revoke this clientId", false);
-  return { status: "revoked", issuedBefore: typeof fields.issuedBefore === "number" ? fields.issuedBefore : issuedBefore };
+  return {
+    status: "revoked",
+    issuedBefore: typeof fields.issuedBefore === "number" ? fields.issuedBefore : issuedBefore,
+  };
 }

@@ -35,7 +35,11 @@ export function clientIdFault(value: unknown): string | undefined {
  * segment-wise beginning of one (`corp` beside a provider at `corp:`) is refused. Equal prefixes of
  * two providers are refused when the configuration is read.
  */
-export function clientIdFor(userId: unknown, prefix: string, prefixes: readonly string[]): { id: string } | { fault: string } {
+export function clientIdFor(
+  userId: unknown,
+  prefix: string,
+  prefixes: readonly string[],
+): { id: string } | { fault: string } {
   if (typeof userId === "string" && userId.includes(":")) {
     return { fault: "contains a colon, which separates channel segments" };
   }
@@ -43,6 +47,7 @@ export function clientIdFor(userId: unknown, prefix: string, prefixes: readonly 
   if (fault) return { fault };
   const id = prefix + (userId as string);
   const other = prefixes.find((p) => (p.length > prefix.length && id.startsWith(p)) || p.startsWith(`${id}:`));
-  if (other !== undefined) return { fault: `falls inside the clientIds of the provider with prefix ${JSON.stringify(other)}` };
+  if (other !== undefined)
+    return { fault: `falls inside the clientIds of the provider with prefix ${JSON.stringify(other)}` };
   return { id };
 }

@@ -42,10 +42,7 @@ export function identityToken(c: Context, cookieName: string | undefined, header
   const ambient = header === undefined ? ambientToken(c, cookieName, headerName) : undefined;
   const raw = header ?? ambient;
   if (raw === undefined || raw === "") {
-    throw new Problem(
-      "identity-token-missing",
-      "Send the identity token as `Authorization: Bearer <token>`.",
-    );
+    throw new Problem("identity-token-missing", "Send the identity token as `Authorization: Bearer <token>`.");
   }
   if (ambient !== undefined && !fromScript(c)) {
     throw new Problem(
@@ -62,17 +59,11 @@ export function identityToken(c: Context, cookieName: string | undefined, header
   }
   if (header === undefined) return raw;
   if (!/^Bearer(\s|$)/i.test(header)) {
-    throw new Problem(
-      "identity-token-missing",
-      "The Authorization header must use the Bearer scheme.",
-    );
+    throw new Problem("identity-token-missing", "The Authorization header must use the Bearer scheme.");
   }
   const token = bearerToken(header);
   if (!token) {
-    throw new Problem(
-      "identity-token-malformed",
-      "The Authorization header must hold exactly one Bearer token.",
-    );
+    throw new Problem("identity-token-malformed", "The Authorization header must hold exactly one Bearer token.");
   }
   return token;
 }
@@ -135,7 +126,9 @@ export async function verifyIdentity(token: string, providers: readonly Provider
     payload = checkClaimsLocally(unverified, provider);
     // The endpoint's user is current: a role given since the token was issued counts too.
     const path = provider.rolesClaim;
-    vouchedRoles = [...await netlifyRoles(provider.netlifySite, token, payload.exp!, (user) => (path ? rolesAt(user, path) : []))];
+    vouchedRoles = [
+      ...(await netlifyRoles(provider.netlifySite, token, payload.exp!, (user) => (path ? rolesAt(user, path) : []))),
+    ];
   } else {
     // A symmetric algorithm only ever meets this provider's own secret, an asymmetric one only its
     // JWKS: the token's alg can never make a public key into an HMAC secret.
@@ -186,7 +179,10 @@ function providerFor(iss: unknown, providers: readonly ProviderConfig[]): Provid
   const provider = wanted === undefined ? undefined : providers.find((p) => p.issuer === wanted);
   if (provider) return provider;
   // One issuer is named, as it helps fix a trailing slash; a list of several is nobody's business.
-  const only = providers.length === 1 && providers[0]!.issuer !== "" ? ` must be exactly ${providers[0]!.issuer}` : " is not accepted here";
+  const only =
+    providers.length === 1 && providers[0]!.issuer !== ""
+      ? ` must be exactly ${providers[0]!.issuer}`
+      : " is not accepted here";
   throw new Problem(
     "identity-token-issuer-mismatch",
     iss === undefined ? "The identity token has no iss." : `The identity token's iss${only}.`,
@@ -200,14 +196,18 @@ function providerFor(iss: unknown, providers: readonly ProviderConfig[]): Provid
 function checkClaimsLocally(payload: JWTPayload, provider: ProviderConfig): JWTPayload {
   const now = Math.floor(Date.now() / 1000);
   const tolerance = provider.clockToleranceSeconds;
-  if (payload.exp === undefined) throw new Problem("identity-token-claim-missing", "The identity token has no exp claim.");
-  if (typeof payload.exp !== "number") throw new Problem("identity-token-claim-invalid", "The identity token's exp claim is invalid.");
-  if (payload.exp <= now - tolerance) throw new Problem("identity-token-expired", "The identity token has expired; get a fresh one.");
+  if (payload.exp === undefined)
+    throw new Problem("identity-token-claim-missing", "The identity token has no exp claim.");
+  if (typeof payload.exp !== "number")
+    throw new Problem("identity-token-claim-invalid", "The identity token's exp claim is invalid.");
+  if (payload.exp <= now - tolerance)
+    throw new Problem("identity-token-expired", "The identity token has expired; get a fresh one.");
   if (payload.nbf !== undefined && !(typeof payload.nbf === "number" && payload.nbf <= now + tolerance)) {
     throw new Problem("identity-token-not-yet-valid", "The identity token's nbf is in the future.");
   }
   if (provider.audiences) {
-    if (payload.aud === undefined) throw new Problem("identity-token-claim-missing", "The identity token has no aud claim.");
+    if (payload.aud === undefined)
+      throw new Problem("identity-token-claim-missing", "The identity token has no aud claim.");
     const auds = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
     if (!auds.some((aud) => provider.audiences!.includes(aud))) {
       throw new Problem("identity-token-audience-mismatch", "The identity token's aud is not accepted.");
@@ -251,9 +251,14 @@ function rolesAt(payload: Readonly<Record<string, unknown>>, path: readonly stri
 function clientIdFrom(payload: JWTPayload, provider: ProviderConfig, providers: readonly ProviderConfig[]): string {
   const claim = provider.clientIdClaim;
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  const result = value === undefined
-    ? { fault: "is missing" }
-    : clientIdFor(value, provider.clientIdPrefix, providers.map((p) => p.clientIdPrefix));
+  const result =
+    value === undefined
+      ? { fault: "is missing" }
+      : clientIdFor(
+          value,
+          provider.clientIdPrefix,
+          providers.map((p) => p.clientIdPrefix),
+        );
   if ("fault" in result) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${result.fault}.`);
   return result.id;
 }

@@ -125,7 +125,11 @@ async function keyFor(set: Keys, ...args: Parameters<JWTVerifyGetKey>) {
 
 /** The refresh of `id` this isolate has in flight, started if there is none: concurrent requests share it. */
 function refresh(id: string, jwksUrl: string, acceptCached: (set: KeySet) => boolean): Promise<Keys> {
-  return singleFlight(id, () => load(id, jwksUrl, acceptCached), () => unavailable("timed out"));
+  return singleFlight(
+    id,
+    () => load(id, jwksUrl, acceptCached),
+    () => unavailable("timed out"),
+  );
 }
 
 /**
@@ -178,7 +182,12 @@ async function load(id: string, jwksUrl: string, acceptCached: (set: KeySet) => 
 /** The provider's keys, fetched now. Any failure (timeout, not 200, not a JWKS) is `identity-provider-unavailable`. */
 async function fetchKeys(jwksUrl: string): Promise<Keys> {
   const fetchedAt = Date.now();
-  const jwks = await fetchJson<JSONWebKeySet>(jwksUrl, "application/jwk-set+json, application/json", JWKS_FETCH_TIMEOUT_MS, unavailable);
+  const jwks = await fetchJson<JSONWebKeySet>(
+    jwksUrl,
+    "application/jwk-set+json, application/json",
+    JWKS_FETCH_TIMEOUT_MS,
+    unavailable,
+  );
   try {
     return { jwks, fetchedAt, askedAt: fetchedAt, getKey: createLocalJWKSet(jwks) };
   } catch {
@@ -235,16 +244,24 @@ async function discoverJwksUrl(issuer: string): Promise<string> {
   const hit = discovered.get(issuer);
   if (hit && isCurrent(hit)) return hit.jwksUrl;
   const key = discoveryCacheKey(issuer);
-  return (await singleFlight(key, () => rediscover(issuer, key), () => unavailable("timed out"))).jwksUrl;
+  return (
+    await singleFlight(
+      key,
+      () => rediscover(issuer, key),
+      () => unavailable("timed out"),
+    )
+  ).jwksUrl;
 }
 
-const isCurrent = (d: Discovery, now = Date.now()) => now < d.fetchedAt + DISCOVERY_CACHE_MS || now < d.askedAt + JWKS_COOLDOWN_MS;
+const isCurrent = (d: Discovery, now = Date.now()) =>
+  now < d.fetchedAt + DISCOVERY_CACHE_MS || now < d.askedAt + JWKS_COOLDOWN_MS;
 
 async function rediscover(issuer: string, key: string): Promise<Discovery> {
   const stored = (await cacheGet(key)) as Partial<Discovery> | undefined;
-  const cached = typeof stored?.jwksUrl === "string" && Number.isFinite(stored.fetchedAt) && Number.isFinite(stored.askedAt)
-    ? (stored as Discovery)
-    : undefined;
+  const cached =
+    typeof stored?.jwksUrl === "string" && Number.isFinite(stored.fetchedAt) && Number.isFinite(stored.askedAt)
+      ? (stored as Discovery)
+      : undefined;
   let next: Discovery;
   if (cached && isCurrent(cached)) {
     next = cached;
@@ -261,7 +278,12 @@ async function fetchDiscovery(issuer: string): Promise<string> {
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
   const fail = (why: string) =>
     new Problem("identity-provider-unavailable", `OIDC discovery at ${url} failed: ${why}.`);
-  const doc = await fetchJson<{ issuer?: unknown; jwks_uri?: unknown } | null>(url, "application/json", DISCOVERY_TIMEOUT_MS, fail);
+  const doc = await fetchJson<{ issuer?: unknown; jwks_uri?: unknown } | null>(
+    url,
+    "application/json",
+    DISCOVERY_TIMEOUT_MS,
+    fail,
+  );
   // OIDC Discovery 1.0 section 4.3: the document's issuer must be the one we asked.
   if (doc?.issuer !== issuer) throw fail("its issuer differs from the configured issuer");
   const jwksUri = doc.jwks_uri;

@@ -17,7 +17,10 @@ import { isPlainObject } from "../validate";
 export type NetlifyUser = Readonly<Record<string, unknown>>;
 
 /** Roles of valid tokens by SHA-256 of site and token, with when to forget them (ms since the epoch) and their size. Oldest first. */
-const vouched = new Map<string, { readonly roles: readonly string[]; readonly until: number; readonly bytes: number }>();
+const vouched = new Map<
+  string,
+  { readonly roles: readonly string[]; readonly until: number; readonly bytes: number }
+>();
 let heldBytes = 0;
 
 /**
@@ -38,11 +41,15 @@ export async function netlifyRoles(
   const url = `${site}/.netlify/identity/user`;
   const unavailable = (why: string) =>
     new Problem("identity-provider-unavailable", `Netlify Identity at ${url} could not be asked: ${why}.`);
-  return singleFlight(`netlify ${key}`, async () => {
-    const roles = rolesOf(await askNetlify(url, token, unavailable));
-    remember(key, roles, Math.min(Date.now() + NETLIFY_USER_CACHE_MS, exp * 1000));
-    return roles;
-  }, () => unavailable("timed out"));
+  return singleFlight(
+    `netlify ${key}`,
+    async () => {
+      const roles = rolesOf(await askNetlify(url, token, unavailable));
+      remember(key, roles, Math.min(Date.now() + NETLIFY_USER_CACHE_MS, exp * 1000));
+      return roles;
+    },
+    () => unavailable("timed out"),
+  );
 }
 
 async function askNetlify(url: string, token: string, unavailable: Failure): Promise<NetlifyUser> {
@@ -50,7 +57,11 @@ async function askNetlify(url: string, token: string, unavailable: Failure): Pro
     status === 401 || status === 403
       ? new Problem("identity-token-rejected", "Netlify Identity does not accept the identity token.")
       : undefined;
-  const init = { headers: { Authorization: `Bearer ${token}`, accept: "application/json" }, timeoutMs: UPSTREAM_TIMEOUT_MS, accept: [200] };
+  const init = {
+    headers: { Authorization: `Bearer ${token}`, accept: "application/json" },
+    timeoutMs: UPSTREAM_TIMEOUT_MS,
+    accept: [200],
+  };
   const user = await jsonBody<unknown>(await callUpstream(url, init, unavailable, rejected), unavailable);
   if (!isPlainObject(user)) throw unavailable("not a user");
   return user;

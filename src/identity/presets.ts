@@ -22,14 +22,17 @@ interface Fact {
   readonly list?: true;
 }
 
-
 interface Preset {
   /** The facts it takes; the entry's other fields are generic ones, laid over its expansion. */
   readonly facts: Readonly<Record<string, Fact>>;
   /** Groups of fields (facts or generic) of which exactly one must be given. */
   readonly exactlyOne?: readonly (readonly string[])[];
   /** Generic entries, from the checked facts (list facts apart) and the whole entry (for fields it depends on). */
-  readonly expand: (facts: Readonly<Record<string, string>>, entry: RawProvider, lists: Readonly<Record<string, readonly string[]>>) => RawProvider[];
+  readonly expand: (
+    facts: Readonly<Record<string, string>>,
+    entry: RawProvider,
+    lists: Readonly<Record<string, readonly string[]>>,
+  ) => RawProvider[];
 }
 
 /** A bare host name, optionally with a port: no scheme, path or credentials to confuse a URL. */
@@ -45,37 +48,43 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   // Access tokens for your API (requested with `audience`); iss keeps Auth0's trailing slash.
   auth0: {
     facts: { domain: HOST },
-    expand: ({ domain }) => [{
-      name: "auth0",
-      issuer: `https://${domain}/`,
-      jwksUrl: `https://${domain}/.well-known/jwks.json`,
-      algorithms: ["RS256"],
-    }],
+    expand: ({ domain }) => [
+      {
+        name: "auth0",
+        issuer: `https://${domain}/`,
+        jwksUrl: `https://${domain}/.well-known/jwks.json`,
+        algorithms: ["RS256"],
+      },
+    ],
   },
   // Session tokens: no aud; `azp` is the page's origin (checked when present, as Clerk's SDK does);
   // the `cat` header, required, tells a session token from a JWT-template or M2M token signed by the same key.
   clerk: {
     facts: { frontendApi: HOST, authorizedParties: { shape: ORIGIN, hint: "your app's origins, a list", list: true } },
-    expand: ({ frontendApi }, entry, { authorizedParties }) => [{
-      name: "clerk",
-      issuer: `https://${frontendApi}`,
-      jwksUrl: `https://${frontendApi}/.well-known/jwks.json`,
-      algorithms: ["RS256"],
-      noAudience: entry.audience === undefined,
-      claimsIfPresent: { azp: authorizedParties },
-      requireHeaders: { cat: [CLERK_SESSION_CATEGORY] },
-    }],
+    expand: ({ frontendApi }, entry, { authorizedParties }) => [
+      {
+        name: "clerk",
+        issuer: `https://${frontendApi}`,
+        jwksUrl: `https://${frontendApi}/.well-known/jwks.json`,
+        algorithms: ["RS256"],
+        noAudience: entry.audience === undefined,
+        claimsIfPresent: { azp: authorizedParties },
+        requireHeaders: { cat: [CLERK_SESSION_CATEGORY] },
+      },
+    ],
   },
   // ID tokens (user.getIdToken()): aud is the project id.
   firebase: {
     facts: { projectId: NAME },
-    expand: ({ projectId }) => [{
-      name: "firebase",
-      issuer: `https://securetoken.google.com/${projectId}`,
-      jwksUrl: "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
-      algorithms: ["RS256"],
-      audience: projectId,
-    }],
+    expand: ({ projectId }) => [
+      {
+        name: "firebase",
+        issuer: `https://securetoken.google.com/${projectId}`,
+        jwksUrl: "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
+        algorithms: ["RS256"],
+        audience: projectId,
+      },
+    ],
   },
   // Access tokens: asymmetric signing keys through the JWKS; the legacy HS256 secret only when
   // `secretBinding` names it. aud `authenticated` leaves out anon and service_role keys.
@@ -83,62 +92,83 @@ const PRESETS: Readonly<Record<string, Preset>> = {
     facts: { projectRef: NAME },
     expand: ({ projectRef }, entry) => {
       const issuer = `https://${projectRef}.supabase.co/auth/v1`;
-      return [{
-        name: "supabase",
-        issuer,
-        jwksUrl: `${issuer}/.well-known/jwks.json`,
-        algorithms: ["ES256", "RS256", ...(entry.secretBinding === undefined ? [] : ["HS256"])],
-        audience: "authenticated",
-        rolesClaim: "app_metadata.roles",
-      }];
+      return [
+        {
+          name: "supabase",
+          issuer,
+          jwksUrl: `${issuer}/.well-known/jwks.json`,
+          algorithms: ["ES256", "RS256", ...(entry.secretBinding === undefined ? [] : ["HS256"])],
+          audience: "authenticated",
+          rolesClaim: "app_metadata.roles",
+        },
+      ];
     },
   },
   // Access tokens by default (`tokenUse: "id"` for ID tokens): both are signed by the pool's keys,
   // `token_use` tells them apart. Both issuer formats (original, and the "updated" one a pool may
   // switch to) are accepted, each with its own JWKS.
   cognito: {
-    facts: { region: NAME, userPoolId: NAME, clientId: NAME, tokenUse: { shape: /^(access|id)$/, hint: "access or id", optional: true } },
+    facts: {
+      region: NAME,
+      userPoolId: NAME,
+      clientId: NAME,
+      tokenUse: { shape: /^(access|id)$/, hint: "access or id", optional: true },
+    },
     expand: ({ region, userPoolId, clientId, tokenUse = "access" }) =>
       ["cognito-idp", "issuer-cognito-idp"].map((host) => {
         const issuer = `https://${host}.${region}.amazonaws.com/${userPoolId}`;
-        const kind = tokenUse === "id"
-          ? { audience: clientId, requireClaims: { token_use: "id" } }
-          : { noAudience: true, requireClaims: { token_use: tokenUse, client_id: clientId } };
-        return { name: `cognito (${host})`, issuer, jwksUrl: `${issuer}/.well-known/jwks.json`, algorithms: ["RS256"], rolesClaim: "cognito:groups", ...kind };
+        const kind =
+          tokenUse === "id"
+            ? { audience: clientId, requireClaims: { token_use: "id" } }
+            : { noAudience: true, requireClaims: { token_use: tokenUse, client_id: clientId } };
+        return {
+          name: `cognito (${host})`,
+          issuer,
+          jwksUrl: `${issuer}/.well-known/jwks.json`,
+          algorithms: ["RS256"],
+          rolesClaim: "cognito:groups",
+          ...kind,
+        };
       }),
   },
   // Access tokens for your own API (delegated: with `scp`). v2 and v1 tokens (the version follows the API's manifest, not
   // the endpoint), each checked against its own issuer and `ver`; clientId is `oid`, stable per tenant.
   entra: {
     facts: { tenantId: NAME },
-    expand: ({ tenantId }) => [
-      { version: "2.0", issuer: `https://login.microsoftonline.com/${tenantId}/v2.0`, keys: "discovery/v2.0/keys" },
-      { version: "1.0", issuer: `https://sts.windows.net/${tenantId}/`, keys: "discovery/keys" },
-    ].map(({ version, issuer, keys }) => ({
-      name: `entra (v${version})`,
-      issuer,
-      jwksUrl: `https://login.microsoftonline.com/${tenantId}/${keys}`,
-      algorithms: ["RS256"],
-      clientIdClaim: "oid",
-      rolesClaim: "roles",
-      // `scp` (delegated scopes) is in every access token a user's app gets, never in an ID token,
-      // which the same keys sign with the same aud when the SPA and the API share a registration.
-      requireClaims: { ver: version, tid: tenantId, scp: true },
-    })),
+    expand: ({ tenantId }) =>
+      [
+        { version: "2.0", issuer: `https://login.microsoftonline.com/${tenantId}/v2.0`, keys: "discovery/v2.0/keys" },
+        { version: "1.0", issuer: `https://sts.windows.net/${tenantId}/`, keys: "discovery/keys" },
+      ].map(({ version, issuer, keys }) => ({
+        name: `entra (v${version})`,
+        issuer,
+        jwksUrl: `https://login.microsoftonline.com/${tenantId}/${keys}`,
+        algorithms: ["RS256"],
+        clientIdClaim: "oid",
+        rolesClaim: "roles",
+        // `scp` (delegated scopes) is in every access token a user's app gets, never in an ID token,
+        // which the same keys sign with the same aud when the SPA and the API share a registration.
+        requireClaims: { ver: version, tid: tenantId, scp: true },
+      })),
   },
   // Access tokens (payload `typ: Bearer`; ID and refresh tokens say `ID` and `Refresh`).
   keycloak: {
-    facts: { url: { shape: /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/, hint: "the server's URL, e.g. https://kc.example.com" }, realm: NAME },
+    facts: {
+      url: { shape: /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/, hint: "the server's URL, e.g. https://kc.example.com" },
+      realm: NAME,
+    },
     expand: ({ url, realm }) => {
       const issuer = `${url!.replace(/\/+$/, "")}/realms/${realm}`;
-      return [{
-        name: "keycloak",
-        issuer,
-        jwksUrl: `${issuer}/protocol/openid-connect/certs`,
-        algorithms: ["RS256"],
-        rolesClaim: "realm_access.roles",
-        requireClaims: { typ: "Bearer" },
-      }];
+      return [
+        {
+          name: "keycloak",
+          issuer,
+          jwksUrl: `${issuer}/protocol/openid-connect/certs`,
+          algorithms: ["RS256"],
+          rolesClaim: "realm_access.roles",
+          requireClaims: { typ: "Bearer" },
+        },
+      ];
     },
   },
   // Sign-In ID tokens: both issuer spellings Google uses; `hostedDomain` pins a Workspace domain (`hd`).
@@ -159,14 +189,16 @@ const PRESETS: Readonly<Record<string, Preset>> = {
     facts: { team: NAME },
     expand: ({ team }) => {
       const issuer = `https://${team}.cloudflareaccess.com`;
-      return [{
-        name: "cloudflare-access",
-        issuer,
-        jwksUrl: `${issuer}/cdn-cgi/access/certs`,
-        algorithms: ["RS256"],
-        requireClaims: { type: "app" },
-        tokenHeader: "Cf-Access-Jwt-Assertion",
-      }];
+      return [
+        {
+          name: "cloudflare-access",
+          issuer,
+          jwksUrl: `${issuer}/cdn-cgi/access/certs`,
+          algorithms: ["RS256"],
+          requireClaims: { type: "app" },
+          tokenHeader: "Cf-Access-Jwt-Assertion",
+        },
+      ];
     },
   },
   // GoTrue access tokens: no iss, HS256. A hosted site's tokens are checked by its own Identity
@@ -174,14 +206,16 @@ const PRESETS: Readonly<Record<string, Preset>> = {
   netlify: {
     facts: { site: { shape: /^https:\/\/[^/?#\s]+$/, hint: "the site's https origin", optional: true } },
     exactlyOne: [["site", "secretBinding"]],
-    expand: ({ site }, entry) => [{
-      name: "netlify",
-      issuer: null,
-      algorithms: ["HS256"],
-      noAudience: entry.audience === undefined,
-      rolesClaim: "app_metadata.roles",
-      ...(site === undefined ? {} : { netlifySite: site }),
-    }],
+    expand: ({ site }, entry) => [
+      {
+        name: "netlify",
+        issuer: null,
+        algorithms: ["HS256"],
+        noAudience: entry.audience === undefined,
+        rolesClaim: "app_metadata.roles",
+        ...(site === undefined ? {} : { netlifySite: site }),
+      },
+    ],
   },
 };
 
@@ -204,7 +238,11 @@ export function expandPreset(entry: RawProvider, where: string, problem: (messag
     const value = entry[param];
     if (value === undefined && fact.optional) continue;
     const values = fact.list ? value : [value];
-    if (!Array.isArray(values) || values.length === 0 || !values.every((v) => typeof v === "string" && fact.shape.test(v))) {
+    if (
+      !Array.isArray(values) ||
+      values.length === 0 ||
+      !values.every((v) => typeof v === "string" && fact.shape.test(v))
+    ) {
       problem(`${where}: the ${name} preset needs ${param} (${fact.hint})`);
       ok = false;
     } else {
@@ -219,6 +257,8 @@ export function expandPreset(entry: RawProvider, where: string, problem: (messag
     }
   }
   if (!ok) return [];
-  const rest = Object.fromEntries(Object.entries(entry).filter(([field]) => field !== "preset" && !Object.hasOwn(preset.facts, field)));
+  const rest = Object.fromEntries(
+    Object.entries(entry).filter(([field]) => field !== "preset" && !Object.hasOwn(preset.facts, field)),
+  );
   return preset.expand(facts, entry, lists).map((expanded) => ({ ...expanded, ...rest }));
 }

@@ -109,7 +109,10 @@ interface Source {
  * wrangler's JSON var) describe, and the one header a provider may name for its tokens. Problems
  * go to `ctx`.
  */
-export function parseProviders(ctx: ProviderContext): { providers: ProviderConfig[]; identityHeader: string | undefined } {
+export function parseProviders(ctx: ProviderContext): {
+  providers: ProviderConfig[];
+  identityHeader: string | undefined;
+} {
   const { env, problems } = ctx;
   const entries: { raw: RawProvider; source: Source }[] = [];
   const shorthand = shorthandEntry(env);
@@ -147,10 +150,13 @@ export function parseProviders(ctx: ProviderContext): { providers: ProviderConfi
   prefixes.forEach((prefix, i) => {
     const j = prefixes.indexOf(prefix);
     if (prefix !== undefined && j < i) {
-      problems.push(`${entries[j]!.source.name} and ${entries[i]!.source.name} have the same clientIdPrefix ${JSON.stringify(prefix)}: give each provider its own, or their users' ids collide`);
+      problems.push(
+        `${entries[j]!.source.name} and ${entries[i]!.source.name} have the same clientIdPrefix ${JSON.stringify(prefix)}: give each provider its own, or their users' ids collide`,
+      );
     }
   });
-  if (headers.size > 1) problems.push("IDENTITY_PROVIDERS: only one tokenHeader may be configured across all providers");
+  if (headers.size > 1)
+    problems.push("IDENTITY_PROVIDERS: only one tokenHeader may be configured across all providers");
   return { providers: parsed, identityHeader: [...headers][0] };
 }
 
@@ -161,10 +167,14 @@ export function parseProviders(ctx: ProviderContext): { providers: ProviderConfi
 function shorthandEntry(env: Readonly<Record<string, unknown>>): RawProvider | undefined {
   const entry: Record<string, unknown> = {};
   for (const [variable, field] of Object.entries(SHORTHAND)) {
-    const value = typeof env[variable] === "string" ? (env[variable]).trim() : env[variable];
+    const value = typeof env[variable] === "string" ? env[variable].trim() : env[variable];
     if (value === undefined || value === "") continue;
     if (typeof value !== "string") entry[field] = value;
-    else if (field === "audience" || field === "algorithms") entry[field] = value.split(",").map((v) => v.trim()).filter(Boolean);
+    else if (field === "audience" || field === "algorithms")
+      entry[field] = value
+        .split(",")
+        .map((v) => v.trim())
+        .filter(Boolean);
     else if (field === "noAudience") entry[field] = value === "true" ? true : value === "false" ? false : value;
     else entry[field] = value;
   }
@@ -200,23 +210,30 @@ function provider(raw: RawProvider, source: Source, ctx: ProviderContext, header
   if (issuer === undefined) fault(`${f("issuer")} is required`);
   const jwksUrl = text("jwksUrl");
   if (jwksUrl !== undefined && !isHttpUrl(jwksUrl)) fault(`${f("jwksUrl")} must be an http(s) URL`);
-  if (issuer && !jwksUrl && !isHttpUrl(issuer)) fault(`${f("issuer")} must be an http(s) URL when discovery finds the JWKS (or set ${f("jwksUrl")})`);
+  if (issuer && !jwksUrl && !isHttpUrl(issuer))
+    fault(`${f("issuer")} must be an http(s) URL when discovery finds the JWKS (or set ${f("jwksUrl")})`);
 
   const secretBinding = text("secretBinding");
   const secretValue = secretBinding === undefined ? undefined : env[secretBinding];
-  if (secretBinding !== undefined && (typeof secretValue !== "string" || new TextEncoder().encode(secretValue).length < MIN_HMAC_SECRET_BYTES)) {
+  if (
+    secretBinding !== undefined &&
+    (typeof secretValue !== "string" || new TextEncoder().encode(secretValue).length < MIN_HMAC_SECRET_BYTES)
+  ) {
     fault(`secretBinding names ${secretBinding}, which must be a secret of at least ${MIN_HMAC_SECRET_BYTES} bytes`);
   }
   // The worker's own secrets must never double as a provider's: whoever knows them could mint identities.
-  if (secretBinding === "ABLY_API_KEY" || secretBinding === "ADMIN_TOKEN") fault(`secretBinding may not name ${secretBinding}`);
+  if (secretBinding === "ABLY_API_KEY" || secretBinding === "ADMIN_TOKEN")
+    fault(`secretBinding may not name ${secretBinding}`);
   const secret = typeof secretValue === "string" && secretBinding !== undefined ? secretValue : undefined;
   const netlifySite = text("netlifySite");
   if (netlifySite !== undefined && !(isOrigin(netlifySite) && netlifySite.startsWith("https:"))) {
     fault("netlifySite must be the site's https origin, e.g. https://example.netlify.app");
   }
-  if (netlifySite !== undefined && secretBinding !== undefined) fault("netlifySite and secretBinding exclude each other");
+  if (netlifySite !== undefined && secretBinding !== undefined)
+    fault("netlifySite and secretBinding exclude each other");
   const symmetric = secretBinding !== undefined || netlifySite !== undefined;
-  if (issuer === null && !symmetric) fault("a provider with issuer null needs secretBinding or netlifySite: it has no JWKS");
+  if (issuer === null && !symmetric)
+    fault("a provider with issuer null needs secretBinding or netlifySite: it has no JWKS");
   if (jwksUrl !== undefined && issuer === null) fault("a provider with issuer null has no JWKS");
 
   const algorithms = texts("algorithms") ?? [
@@ -233,19 +250,27 @@ function provider(raw: RawProvider, source: Source, ctx: ProviderContext, header
       fault(`${f("algorithms")}: ${alg} needs a JWKS, which a provider with issuer null or netlifySite does not have`);
     }
   }
-  if (netlifySite !== undefined && algorithms.some((alg) => alg !== "HS256")) fault("a Netlify site's tokens are HS256 only");
+  if (netlifySite !== undefined && algorithms.some((alg) => alg !== "HS256"))
+    fault("a Netlify site's tokens are HS256 only");
 
   const audiences = texts("audience");
   const noAudience = raw.noAudience === undefined ? false : raw.noAudience;
   if (typeof noAudience !== "boolean") fault(`${f("noAudience")} must be true or false`);
   if (noAudience === true && audiences) fault(`${f("audience")} and ${f("noAudience")} true exclude each other`);
-  if (noAudience !== true && !audiences) fault(`${f("audience")} is required (${f("noAudience")} true only for tokens that carry no aud)`);
+  if (noAudience !== true && !audiences)
+    fault(`${f("audience")} is required (${f("noAudience")} true only for tokens that carry no aud)`);
 
   const prefix = text("clientIdPrefix") ?? "";
   if (prefix !== "" && clientIdFault(prefix)) fault(`clientIdPrefix ${clientIdFault(prefix)}`);
   // A dot-separated path, or a list of names for claims that contain dots (Auth0's namespaced ones).
-  const rolesPath = typeof raw.rolesClaim === "string" ? raw.rolesClaim.split(".") : raw.rolesClaim === undefined ? undefined : texts("rolesClaim");
-  if (rolesPath?.some((part) => part === "")) fault(`${f("rolesClaim")} must be a dot-separated claim path or a list of claim names`);
+  const rolesPath =
+    typeof raw.rolesClaim === "string"
+      ? raw.rolesClaim.split(".")
+      : raw.rolesClaim === undefined
+        ? undefined
+        : texts("rolesClaim");
+  if (rolesPath?.some((part) => part === ""))
+    fault(`${f("rolesClaim")} must be a dot-separated claim path or a list of claim names`);
   let bannedRoles = ctx.bannedRolePattern;
   const bannedText = text("bannedRolePattern");
   try {
@@ -254,7 +279,11 @@ function provider(raw: RawProvider, source: Source, ctx: ProviderContext, header
     fault("bannedRolePattern is not a valid regular expression");
   }
   const tolerance = raw.clockToleranceSeconds ?? ctx.clockToleranceSeconds;
-  if (!Number.isInteger(tolerance) || (tolerance as number) < 0 || (tolerance as number) > MAX_CLOCK_TOLERANCE_SECONDS) {
+  if (
+    !Number.isInteger(tolerance) ||
+    (tolerance as number) < 0 ||
+    (tolerance as number) > MAX_CLOCK_TOLERANCE_SECONDS
+  ) {
     fault(`clockToleranceSeconds must be a whole number from 0 to ${MAX_CLOCK_TOLERANCE_SECONDS}`);
   }
 
@@ -303,15 +332,35 @@ function provider(raw: RawProvider, source: Source, ctx: ProviderContext, header
     bannedRolePattern: bannedRoles,
     rules: Object.freeze(rules),
     capability: raw.capability === undefined ? undefined : ctx.capability(`${source.prefix}capability`, raw.capability),
-    roleCapabilities: raw.roleCapabilities === undefined ? undefined : ctx.roleCapabilities(`${source.prefix}roleCapabilities`, raw.roleCapabilities),
+    roleCapabilities:
+      raw.roleCapabilities === undefined
+        ? undefined
+        : ctx.roleCapabilities(`${source.prefix}roleCapabilities`, raw.roleCapabilities),
   });
 }
 
 /** The fields of a generic IDENTITY_PROVIDERS entry; anything else is a typo and refused. */
 const PROVIDER_FIELDS: readonly string[] = [
-  "name", "issuer", "jwksUrl", "audience", "noAudience", "algorithms", "secretBinding", "netlifySite",
-  "clientIdClaim", "clientIdPrefix", "clockToleranceSeconds", "rolesClaim", "bannedRolePattern",
-  "requireClaims", "requireHeaders", "claimsIfPresent", "headersIfPresent", "capability", "roleCapabilities", "tokenHeader",
+  "name",
+  "issuer",
+  "jwksUrl",
+  "audience",
+  "noAudience",
+  "algorithms",
+  "secretBinding",
+  "netlifySite",
+  "clientIdClaim",
+  "clientIdPrefix",
+  "clockToleranceSeconds",
+  "rolesClaim",
+  "bannedRolePattern",
+  "requireClaims",
+  "requireHeaders",
+  "claimsIfPresent",
+  "headersIfPresent",
+  "capability",
+  "roleCapabilities",
+  "tokenHeader",
 ];
 
 /** The entry fields that hold claim rules: where the value is, and whether it must be there. */

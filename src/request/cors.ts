@@ -39,7 +39,10 @@ export function originGuard(): MiddlewareHandler<{ Variables: { config: Config }
     }
     const asked = c.req.header("Access-Control-Request-Headers");
     if (c.req.method === "OPTIONS" && asked) {
-      const extra = asked.split(",").map((h) => h.trim().toLowerCase()).filter((h) => h && !allowedHeaders.has(h));
+      const extra = asked
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter((h) => h && !allowedHeaders.has(h));
       if (extra.length > 0) {
         throw new Problem(
           "preflight-header-not-allowed",

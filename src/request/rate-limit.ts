@@ -18,11 +18,7 @@ export interface RateLimiter {
  * Counts one request against `key`; 429 with `Retry-After` once over the limit. A limiter that
  * fails lets the request through (fail open): the limit protects capacity, it is not access control.
  */
-export async function enforceRateLimit(
-  limiter: RateLimiter | undefined,
-  key: string,
-  what: string,
-): Promise<void> {
+export async function enforceRateLimit(limiter: RateLimiter | undefined, key: string, what: string): Promise<void> {
   if (!limiter) return;
   let allowed = true;
   try {
@@ -31,10 +27,8 @@ export async function enforceRateLimit(
     console.warn(JSON.stringify({ rateLimiter: "failed", what }));
   }
   if (!allowed) {
-    throw new Problem(
-      "rate-limited",
-      `Too many token requests ${what}; try again in ${RATE_LIMIT_PERIOD_SECONDS} s.`,
-      { "Retry-After": String(RATE_LIMIT_PERIOD_SECONDS) },
-    );
+    throw new Problem("rate-limited", `Too many token requests ${what}; try again in ${RATE_LIMIT_PERIOD_SECONDS} s.`, {
+      "Retry-After": String(RATE_LIMIT_PERIOD_SECONDS),
+    });
   }
 }

@@ -58,7 +58,12 @@ export function apiHeaders(): MiddlewareHandler<{ Variables: { requestId: string
  * A response with the security headers, the request id and `headers`, the answer's own (such as
  * Content-Type), which never name a security header.
  */
-export function respond(body: string, status: number, requestId: string, headers: Readonly<Record<string, string>>): Response {
+export function respond(
+  body: string,
+  status: number,
+  requestId: string,
+  headers: Readonly<Record<string, string>>,
+): Response {
   securityHeaders ??= new Headers(SECURITY_HEADERS);
   const response = new Response(body, { status, headers: securityHeaders });
   response.headers.set(REQUEST_ID, requestId);

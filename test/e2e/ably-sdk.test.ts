@@ -279,7 +279,9 @@ describe("ably-js Rest with authUrl", () => {
     const [call] = calls("rest-params");
     expect(call).toMatchObject({ method: "GET", status: 200 });
     expect(call!.params.get("room")).toBe("lobby");
-    expect(fake.accepted("rest-params")).toMatchObject([{ clientId: "rest-params", capability: grantFor("rest-params") }]);
+    expect(fake.accepted("rest-params")).toMatchObject([
+      { clientId: "rest-params", capability: grantFor("rest-params") },
+    ]);
   });
 
   it("narrows the token to the ttl and capability asked for in defaultTokenParams", async () => {

@@ -86,7 +86,9 @@ async function until(condition: () => boolean, what: string) {
   const deadline = Date.now() + STEP_TIMEOUT_MS;
   while (!condition()) {
     if (Date.now() > deadline) {
-      const happened = fake.log.map((e) => (e.kind === "token" ? `token ${e.grant ? "accepted" : e.error?.code}` : e.kind === "mark" ? e.label : e.kind));
+      const happened = fake.log.map((e) =>
+        e.kind === "token" ? `token ${e.grant ? "accepted" : e.error?.code}` : e.kind === "mark" ? e.label : e.kind,
+      );
       throw new Error(`${what}: not within ${STEP_TIMEOUT_MS} ms; the fake saw: ${happened.join(", ")}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -94,7 +96,9 @@ async function until(condition: () => boolean, what: string) {
 }
 
 const revocationsOf = (clientId: string) =>
-  fake.log.filter((e): e is Extract<Event, { kind: "revocation" }> => e.kind === "revocation" && e.target === `clientId:${clientId}`);
+  fake.log.filter(
+    (e): e is Extract<Event, { kind: "revocation" }> => e.kind === "revocation" && e.target === `clientId:${clientId}`,
+  );
 const acceptedOf = (clientId: string) =>
   fake.log.filter((e): e is Extract<Event, { kind: "token" }> => e.kind === "token" && e.grant?.clientId === clientId);
 const cutsOf = (clientId: string) => fake.log.filter((e) => e.kind === "cut" && e.clientId === clientId);
@@ -105,84 +109,104 @@ const at = (event: Event | undefined) => {
 };
 
 describe("a ban with revocable tokens, a second location that lags", () => {
-  it("revokes again once the ban has propagated, reaching the token the lagging location minted; the client ends FAILED", async () => {
-    const clientId = "roaming";
-    /** Where the client's token requests go: the first location, then (as anycast may send it) the second. */
-    let location = first;
-    const statuses: number[] = [];
-    const authCallback: Ably.ClientOptions["authCallback"] = (params, callback) =>
-      createAuthCallback({
-        endpoint: `${location.base}/auth`,
-        getIdentityToken: () => identityToken(
-          { issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa },
-          { claims: { sub: clientId } },
-        ),
-        fetch: async (input, init) => {
-          const response = await fetch(input, init);
-          statuses.push(response.status);
-          return response;
-        },
-      })(params, callback);
-    const client = new Ably.Realtime({
-      ...fake.clientOptions,
-      logLevel: 0,
-      authCallback,
-      disconnectedRetryTimeout: RETRY_MS,
-      suspendedRetryTimeout: RETRY_MS,
-    });
-    clients.push(client);
-    await client.connection.whenState("connected");
+  it(
+    "revokes again once the ban has propagated, reaching the token the lagging location minted; the client ends FAILED",
+    async () => {
+      const clientId = "roaming";
+      /** Where the client's token requests go: the first location, then (as anycast may send it) the second. */
+      let location = first;
+      const statuses: number[] = [];
+      const authCallback: Ably.ClientOptions["authCallback"] = (params, callback) =>
+        createAuthCallback({
+          endpoint: `${location.base}/auth`,
+          getIdentityToken: () =>
+            identityToken(
+              { issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa },
+              { claims: { sub: clientId } },
+            ),
+          fetch: async (input, init) => {
+            const response = await fetch(input, init);
+            statuses.push(response.status);
+            return response;
+          },
+        })(params, callback);
+      const client = new Ably.Realtime({
+        ...fake.clientOptions,
+        logLevel: 0,
+        authCallback,
+        disconnectedRetryTimeout: RETRY_MS,
+        suspendedRetryTimeout: RETRY_MS,
+      });
+      clients.push(client);
+      await client.connection.whenState("connected");
 
-    location = second;
-    const ban = await admin(first, "PUT", `/bans/${clientId}`);
-    expect(ban.revocation).toMatchObject({ status: "pending", rounds: [{ state: "revoked" }, { state: "pending" }] });
+      location = second;
+      const ban = await admin(first, "PUT", `/bans/${clientId}`);
+      expect(ban.revocation).toMatchObject({ status: "pending", rounds: [{ state: "revoked" }, { state: "pending" }] });
 
-    // The client is cut off, asks the second location, which has not heard of the ban: a new token.
-    await until(() => acceptedOf(clientId).length >= 2 && client.connection.state === "connected", "a token from the second location");
-    await admin(second, "PUT", `/bans/${clientId}`);
-    fake.mark("the ban reached the second location");
+      // The client is cut off, asks the second location, which has not heard of the ban: a new token.
+      await until(
+        () => acceptedOf(clientId).length >= 2 && client.connection.state === "connected",
+        "a token from the second location",
+      );
+      await admin(second, "PUT", `/bans/${clientId}`);
+      fake.mark("the ban reached the second location");
 
-    await until(() => client.connection.state === "failed", "the client FAILED");
-    expect(client.connection.errorReason).toMatchObject({ statusCode: 403 });
+      await until(() => client.connection.state === "failed", "the client FAILED");
+      expect(client.connection.errorReason).toMatchObject({ statusCode: 403 });
 
-    const [firstToken, lateToken, ...moreTokens] = acceptedOf(clientId);
-    const [atBan, afterPropagation, ...moreRevocations] = revocationsOf(clientId);
-    const [firstCut, secondCut] = cutsOf(clientId);
-    const propagated = fake.log.find((e) => e.kind === "mark");
-    expect(moreTokens).toEqual([]);
-    expect(moreRevocations).toEqual([]);
-    // The order: token, revocation, cut, the lagging location's token, the ban reaches it, second revocation, cut.
-    const order = [firstToken, atBan, firstCut, lateToken, propagated, afterPropagation, secondCut].map(at);
-    expect(order).toEqual([...order].sort((a, b) => a - b));
-    // The first revocation could not reach the late token; the second one did, by its issuedBefore.
-    expect(lateToken!.grant!.iat * 1000).toBeGreaterThanOrEqual(atBan!.issuedBefore);
-    expect(afterPropagation!.issuedBefore).toBeGreaterThan(lateToken!.grant!.iat * 1000);
-    expect(secondCut).toMatchObject({ token: lateToken!.token, code: 40141 });
-    // After it the second location refuses, once: a 403 ends the client's asking. (There may be more
-    // than two 200s: a token minted within the same second as a revocation has an `iat`, in whole
-    // seconds, before its `issuedBefore`, and Ably refuses it, so the client asks again.)
-    expect(statuses.filter((s) => s !== 200)).toEqual([403]);
-    expect(statuses.at(-1)).toBe(403);
+      const [firstToken, lateToken, ...moreTokens] = acceptedOf(clientId);
+      const [atBan, afterPropagation, ...moreRevocations] = revocationsOf(clientId);
+      const [firstCut, secondCut] = cutsOf(clientId);
+      const propagated = fake.log.find((e) => e.kind === "mark");
+      expect(moreTokens).toEqual([]);
+      expect(moreRevocations).toEqual([]);
+      // The order: token, revocation, cut, the lagging location's token, the ban reaches it, second revocation, cut.
+      const order = [firstToken, atBan, firstCut, lateToken, propagated, afterPropagation, secondCut].map(at);
+      expect(order).toEqual([...order].sort((a, b) => a - b));
+      // The first revocation could not reach the late token; the second one did, by its issuedBefore.
+      expect(lateToken!.grant!.iat * 1000).toBeGreaterThanOrEqual(atBan!.issuedBefore);
+      expect(afterPropagation!.issuedBefore).toBeGreaterThan(lateToken!.grant!.iat * 1000);
+      expect(secondCut).toMatchObject({ token: lateToken!.token, code: 40141 });
+      // After it the second location refuses, once: a 403 ends the client's asking. (There may be more
+      // than two 200s: a token minted within the same second as a revocation has an `iat`, in whole
+      // seconds, before its `issuedBefore`, and Ably refuses it, so the client asks again.)
+      expect(statuses.filter((s) => s !== 200)).toEqual([403]);
+      expect(statuses.at(-1)).toBe(403);
 
-    const shown = await admin(first, "GET", `/bans/${clientId}`);
-    expect(shown.revocation).toMatchObject({ status: "revoked", rounds: [{ state: "revoked" }, { state: "revoked" }] });
-  }, TEST_TIMEOUT_MS);
+      const shown = await admin(first, "GET", `/bans/${clientId}`);
+      expect(shown.revocation).toMatchObject({
+        status: "revoked",
+        rounds: [{ state: "revoked" }, { state: "revoked" }],
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it("still makes the second revocation when the first location restarts in between (its alarm is persisted)", async () => {
-    const clientId = "restarted";
-    const ban = await admin(first, "PUT", `/bans/${clientId}`);
-    expect(revocationsOf(clientId)).toHaveLength(1);
+  it(
+    "still makes the second revocation when the first location restarts in between (its alarm is persisted)",
+    async () => {
+      const clientId = "restarted";
+      const ban = await admin(first, "PUT", `/bans/${clientId}`);
+      expect(revocationsOf(clientId)).toHaveLength(1);
 
-    await first.restart();
-    fake.mark("the first location restarted");
-    await until(() => revocationsOf(clientId).length === 2, "the second revocation");
+      await first.restart();
+      fake.mark("the first location restarted");
+      await until(() => revocationsOf(clientId).length === 2, "the second revocation");
 
-    const [, afterPropagation] = revocationsOf(clientId);
-    const restarted = fake.log.find((e) => e.kind === "mark" && e.label === "the first location restarted");
-    expect(at(afterPropagation)).toBeGreaterThan(at(restarted));
-    // Set when the alarm ran, on the first location's clock, a little back for Ably's (constants.ts).
-    expect(afterPropagation!.issuedBefore + ISSUED_BEFORE_SKEW_MS).toBeGreaterThanOrEqual(Date.parse(ban.revocation.airtightAt));
-    const shown = await admin(first, "GET", `/bans/${clientId}`);
-    expect(shown.revocation).toMatchObject({ status: "revoked", rounds: [{ state: "revoked" }, { state: "revoked" }] });
-  }, TEST_TIMEOUT_MS);
+      const [, afterPropagation] = revocationsOf(clientId);
+      const restarted = fake.log.find((e) => e.kind === "mark" && e.label === "the first location restarted");
+      expect(at(afterPropagation)).toBeGreaterThan(at(restarted));
+      // Set when the alarm ran, on the first location's clock, a little back for Ably's (constants.ts).
+      expect(afterPropagation!.issuedBefore + ISSUED_BEFORE_SKEW_MS).toBeGreaterThanOrEqual(
+        Date.parse(ban.revocation.airtightAt),
+      );
+      const shown = await admin(first, "GET", `/bans/${clientId}`);
+      expect(shown.revocation).toMatchObject({
+        status: "revoked",
+        rounds: [{ state: "revoked" }, { state: "revoked" }],
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

@@ -37,7 +37,7 @@ describe("wrangler deploy --dry-run", () => {
   });
 
   it.each([
-    ["the development identity provider", "openid-configuration\", (c) =>"],
+    ["the development identity provider", 'openid-configuration", (c) =>'],
     ["its token endpoint's marker", "FIXED_CLAIMS"],
     ["the demo page", "ably-edge-auth · local demo"],
     ["the development provider's address", "127.0.0.1:8788"],

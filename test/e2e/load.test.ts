@@ -54,7 +54,12 @@ beforeAll(async () => {
     ABLY_API_KEY: TEST_ABLY_KEY,
   });
   for (let u = 0; u < USERS; u++) {
-    tokens.push(await identityToken({ issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa }, { claims: { sub: `load-${u}` } }));
+    tokens.push(
+      await identityToken(
+        { issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa },
+        { claims: { sub: `load-${u}` } },
+      ),
+    );
   }
   // One wrangler start for all the bans: one a key (100 starts, 2-3 s each) outgrew the hook's timeout.
   const bans: Record<string, string> = {};
@@ -117,7 +122,8 @@ it(`answers ${REQUESTS} mixed requests at concurrency ${CONCURRENCY} as expected
   let seconds = 0;
   for (let from = 0; from < REQUESTS; from += CHUNK) {
     const chunk = await load(from, from + CHUNK);
-    for (const [status, n] of Object.entries(chunk.statuses)) statuses[Number(status)] = (statuses[Number(status)] ?? 0) + n;
+    for (const [status, n] of Object.entries(chunk.statuses))
+      statuses[Number(status)] = (statuses[Number(status)] ?? 0) + n;
     unexpected.push(...chunk.unexpected);
     seconds += chunk.seconds;
     rss.push(await dev.workerdRssKiB());

@@ -12,7 +12,16 @@
  * It uses the fixed ports of `npm run dev` (8787, 8788): nothing else may be listening there.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, sep } from "node:path";
 import type { Browser } from "playwright-core";
@@ -115,7 +124,10 @@ describe("the README's run command", () => {
     const shown = JSON.stringify(tree, null, 1);
     // Every Node process but npm itself (whose title is "npm <command>"): npm may run on the machine's Node.
     const nodes = tree.filter(({ exe, cmdline }) => basename(exe) === "node" && !/^npm\b/.test(cmdline));
-    expect(nodes.filter(({ cmdline }) => cmdline.includes("dev/run.mjs")), shown).toHaveLength(1);
+    expect(
+      nodes.filter(({ cmdline }) => cmdline.includes("dev/run.mjs")),
+      shown,
+    ).toHaveLength(1);
     expect(nodes.filter(({ cmdline }) => cmdline.includes("wrangler")).length, shown).toBeGreaterThanOrEqual(2); // auth, idp
     const own = join(realpathSync(checkout), "node_modules") + sep;
     for (const { exe, cmdline } of nodes) {
@@ -123,7 +135,9 @@ describe("the README's run command", () => {
       expect(exe.startsWith(own), `${cmdline}: ${exe}`).toBe(true);
       expect(execFileSync(exe, ["--version"], { encoding: "utf8" }).trim(), exe).toBe(PROJECT_NODE);
     }
-    console.log(`on ${PROJECT_NODE}:\n${nodes.map(({ exe, cmdline }) => `  ${exe}: ${cmdline.slice(0, 120)}`).join("\n")}`);
+    console.log(
+      `on ${PROJECT_NODE}:\n${nodes.map(({ exe, cmdline }) => `  ${exe}: ${cmdline.slice(0, 120)}`).join("\n")}`,
+    );
     expect(output).toContain(`[dev] ready on Node ${PROJECT_NODE}`);
   });
 
@@ -133,7 +147,9 @@ describe("the README's run command", () => {
   });
 
   it("runs the whole flow over HTTP: discovery, token, /auth, ban, 403, unban", async () => {
-    const discovery: { issuer: string; jwks_uri: string } = await (await fetch(`${IDP}/.well-known/openid-configuration`)).json();
+    const discovery: { issuer: string; jwks_uri: string } = await (
+      await fetch(`${IDP}/.well-known/openid-configuration`)
+    ).json();
     expect(discovery.issuer).toBe(devVar("JWT_ISSUER"));
     const jwks = await (await fetch(discovery.jwks_uri)).json<{ keys: { kid: string; d?: string }[] }>();
     expect(jwks.keys).toHaveLength(1);

@@ -23,7 +23,13 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeJwt, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FAILED_ASK_MEMORY_MS, JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, RETRY_AFTER_SECONDS, UPSTREAM_TIMEOUT_MS } from "../../src/constants";
+import {
+  FAILED_ASK_MEMORY_MS,
+  JWKS_CACHE_MAX_AGE_MS,
+  JWKS_COOLDOWN_MS,
+  RETRY_AFTER_SECONDS,
+  UPSTREAM_TIMEOUT_MS,
+} from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { verifyAblyToken } from "../support/ably-token";
 import { TEST_ABLY_KEY } from "../support/identity-provider";
@@ -186,8 +192,7 @@ async function pastCooldown(location: keyof typeof lastFetch) {
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 }
 
-const insideCooldown = (location: keyof typeof lastFetch) =>
-  Date.now() < lastFetch[location].from + JWKS_COOLDOWN_MS;
+const insideCooldown = (location: keyof typeof lastFetch) => Date.now() < lastFetch[location].from + JWKS_COOLDOWN_MS;
 
 describe("a real OpenID Provider (oidc-provider), found through discovery", () => {
   it("accepts its access tokens: 200 and an Ably JWT whose clientId is the token's sub", async () => {

@@ -31,7 +31,8 @@ describe("the project's Node", () => {
 
   it("is what `npm exec -- node` runs from a user's shell, whatever the machine's own Node is", () => {
     const env = userShellEnv();
-    const run = (command: string, args: string[]) => execFileSync(command, args, { cwd: ROOT, env, encoding: "utf8" }).trim();
+    const run = (command: string, args: string[]) =>
+      execFileSync(command, args, { cwd: ROOT, env, encoding: "utf8" }).trim();
     expect(run("npm", ["exec", "--", "node", "--version"])).toBe(PROJECT_NODE);
     expect(run("npm", ["exec", "--", "wrangler", "--version"])).toMatch(/^\d+\.\d+\.\d+$/);
     // For the record: the machine's Node, which runs npm itself (Node 20 on the CI machines).

@@ -34,7 +34,8 @@ function startsWithText(text: string, start: string): boolean {
 
 /** `[q]*` with a non-empty q without `]`, other than `[*]*`: the qualifier `[q]`, else undefined. */
 function qualifierWildcard(resource: string): string | undefined {
-  if (resource === "[*]*" || resource.length < 4 || resource[0] !== "[" || resource[resource.length - 1] !== "*") return undefined;
+  if (resource === "[*]*" || resource.length < 4 || resource[0] !== "[" || resource[resource.length - 1] !== "*")
+    return undefined;
   const close = resource.indexOf("]");
   return close === resource.length - 2 && close > 1 ? resource.slice(0, close + 1) : undefined;
 }
@@ -140,12 +141,15 @@ export function jsonEscapedBytes(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
     const next = text.charCodeAt(i + 1);
-    if (short.includes(text[i]!)) bytes += 2; // \" \\ \b \f \n \r \t
-    else if (unit < 0x20) bytes += 6; // \u00XX
+    if (short.includes(text[i]!))
+      bytes += 2; // \" \\ \b \f \n \r \t
+    else if (unit < 0x20)
+      bytes += 6; // \u00XX
     else if (unit >= 0xd800 && unit <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
       bytes += 4;
       i += 1;
-    } else if (unit >= 0xd800 && unit <= 0xdfff) bytes += 6; // a lone surrogate: \uDXXX
+    } else if (unit >= 0xd800 && unit <= 0xdfff)
+      bytes += 6; // a lone surrogate: \uDXXX
     else bytes += unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
   }
   return bytes;
@@ -182,7 +186,8 @@ export function isClientIdText(text: string): boolean {
   if (text === "" || text === "." || text === ".." || hasLoneSurrogate(text) || utf8Length(text) > 256) return false;
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
-    if (text[i] === "*" || text[i] === "[" || text[i] === "]" || unit < 0x20 || (unit >= 0x7f && unit <= 0x9f)) return false;
+    if (text[i] === "*" || text[i] === "[" || text[i] === "]" || unit < 0x20 || (unit >= 0x7f && unit <= 0x9f))
+      return false;
   }
   return true;
 }

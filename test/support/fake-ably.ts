@@ -147,8 +147,10 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
 
   /** `POST /keys/{keyName}/revokeTokens`, checked as Ably documents it; answers [status, body]. */
   function revokeTokens(authorization: string | undefined, body: string): [number, unknown] {
-    const refuse = (statusCode: number, code: number, message: string): [number, unknown] =>
-      [statusCode, { error: { code, statusCode, message } }];
+    const refuse = (statusCode: number, code: number, message: string): [number, unknown] => [
+      statusCode,
+      { error: { code, statusCode, message } },
+    ];
     if (authorization !== `Basic ${Buffer.from(apiKey).toString("base64")}`) {
       return refuse(401, 40101, "Invalid credentials");
     }
@@ -156,7 +158,12 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     const targets = request?.targets;
     const now = Date.now();
     const issuedBefore = request?.issuedBefore ?? now;
-    if (!Array.isArray(targets) || targets.length === 0 || targets.length > 100 || !targets.every((t) => typeof t === "string" && /^[a-zA-Z]+:./.test(t))) {
+    if (
+      !Array.isArray(targets) ||
+      targets.length === 0 ||
+      targets.length > 100 ||
+      !targets.every((t) => typeof t === "string" && /^[a-zA-Z]+:./.test(t))
+    ) {
       return refuse(400, 40000, "targets must be 1 to 100 strings of the form type:value");
     }
     if (typeof issuedBefore !== "number" || issuedBefore > now || issuedBefore < now - MAX_ISSUED_BEFORE_AGE_MS) {
@@ -186,7 +193,9 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     const result: Capability = {};
     for (const [resource, ops] of Object.entries(requested)) {
       const allowed = ops.filter((op) =>
-        Object.entries(keyCapability).some(([keyResource, keyOps]) => covers(keyResource, resource) && allowsOp(keyOps, op)),
+        Object.entries(keyCapability).some(
+          ([keyResource, keyOps]) => covers(keyResource, resource) && allowsOp(keyOps, op),
+        ),
       );
       if (allowed.length > 0) result[resource] = allowed;
     }
@@ -278,7 +287,11 @@ export async function startFakeAbly(apiKey: string, keyCapability: Capability) {
     };
 
     ws.on("message", (data: Buffer) => {
-      const message = parseObject(data.toString()) as { action?: number; id?: string; auth?: { accessToken?: string } } | null;
+      const message = parseObject(data.toString()) as {
+        action?: number;
+        id?: string;
+        auth?: { accessToken?: string };
+      } | null;
       if (message?.action === Action.HEARTBEAT) send({ action: Action.HEARTBEAT, id: message.id });
       if (message?.action === Action.AUTH) accept("auth", message.auth?.accessToken ?? "");
       if (message?.action === Action.CLOSE) {
@@ -337,7 +350,9 @@ const isSeconds = (t: unknown): t is number =>
 function parseObject(text: string): Record<string, unknown> | null {
   try {
     const value: unknown = JSON.parse(text);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
   } catch {
     return null;
   }
@@ -349,6 +364,8 @@ const decodePart = (part: string) => parseObject(Buffer.from(part, "base64url").
 function parseCapability(json: unknown): Capability | null {
   const value = typeof json === "string" ? parseObject(json) : null;
   const entries = Object.entries(value ?? {});
-  const valid = entries.every(([, ops]) => Array.isArray(ops) && ops.length > 0 && ops.every((op) => typeof op === "string"));
+  const valid = entries.every(
+    ([, ops]) => Array.isArray(ops) && ops.length > 0 && ops.every((op) => typeof op === "string"),
+  );
   return valid && entries.length > 0 ? (value as Capability) : null;
 }

@@ -11,7 +11,16 @@ import { keyPair } from "./keys.ts";
 
 /** Names of the providers with a JWKS here; each has one signing key. */
 export const KEYED = [
-  "auth0", "clerk", "firebase", "supabase", "cognito", "cognitoId", "entra", "keycloak", "google", "cloudflare",
+  "auth0",
+  "clerk",
+  "firebase",
+  "supabase",
+  "cognito",
+  "cognitoId",
+  "entra",
+  "keycloak",
+  "google",
+  "cloudflare",
 ] as const;
 export type Keyed = (typeof KEYED)[number];
 
@@ -42,13 +51,21 @@ export interface ProviderKeys {
 
 export async function providerHosts() {
   const kids: Record<Keyed, string> = {
-    auth0: "shared-kid", clerk: "shared-kid", firebase: "a5b2f9c1e0d87e3f6c4b2a19d8e7f6c5b4a3d2e1",
-    supabase: "3a18cfe2-7226-43b0-bbb4-7c5242f2406e", cognito: "1234example=", cognitoId: "5678example=",
-    entra: "i6lGk3FZzxRcUb2C3nEQ7syHJlY", keycloak: "FJ86GcF3jTbNLOco4NvZkUCIUmfYCqoqtOQeMfbhNlE",
-    google: "08d3245c62f86b6362afcbbffe1d069826dd1dc1", cloudflare: "9338abe1baf2fe492f646a736f25afbf7b025e35c627be4f60c414d4c73069b8",
+    auth0: "shared-kid",
+    clerk: "shared-kid",
+    firebase: "a5b2f9c1e0d87e3f6c4b2a19d8e7f6c5b4a3d2e1",
+    supabase: "3a18cfe2-7226-43b0-bbb4-7c5242f2406e",
+    cognito: "1234example=",
+    cognitoId: "5678example=",
+    entra: "i6lGk3FZzxRcUb2C3nEQ7syHJlY",
+    keycloak: "FJ86GcF3jTbNLOco4NvZkUCIUmfYCqoqtOQeMfbhNlE",
+    google: "08d3245c62f86b6362afcbbffe1d069826dd1dc1",
+    cloudflare: "9338abe1baf2fe492f646a736f25afbf7b025e35c627be4f60c414d4c73069b8",
   };
   const pairs = Object.fromEntries(
-    await Promise.all(KEYED.map(async (name) => [name, await keyPair(name === "supabase" ? "ES256" : "RS256", kids[name])] as const)),
+    await Promise.all(
+      KEYED.map(async (name) => [name, await keyPair(name === "supabase" ? "ES256" : "RS256", kids[name])] as const),
+    ),
   ) as Record<Keyed, Awaited<ReturnType<typeof keyPair>>>;
   const netlifySecret = `netlify-hosted-secret-${crypto.randomUUID()}`;
   const jwks = (...names: Keyed[]) => ({ keys: names.map((name) => pairs[name].pub) });
@@ -69,7 +86,12 @@ export async function providerHosts() {
     "www.googleapis.com/oauth2/v3/certs": jwks("google"),
     [`${FACTS.cloudflareTeam}.cloudflareaccess.com/cdn-cgi/access/certs`]: jwks("cloudflare"),
   };
-  const hosts = new Set([...Object.keys(served).map((where) => where.split("/")[0]!), "example.netlify.app", "down-site.netlify.app", "providers.test"]);
+  const hosts = new Set([
+    ...Object.keys(served).map((where) => where.split("/")[0]!),
+    "example.netlify.app",
+    "down-site.netlify.app",
+    "providers.test",
+  ]);
   const fetches = new Map<string, number>();
   const json = (body: unknown, status = 200) =>
     new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -91,10 +113,19 @@ export async function providerHosts() {
   async function netlifyUser(request: Request): Promise<Response> {
     const token = /^Bearer (\S+)$/.exec(request.headers.get("authorization") ?? "")?.[1];
     try {
-      const { payload } = await jwtVerify(token ?? "", new TextEncoder().encode(netlifySecret), { algorithms: ["HS256"] });
+      const { payload } = await jwtVerify(token ?? "", new TextEncoder().encode(netlifySecret), {
+        algorithms: ["HS256"],
+      });
       // `pad_kib` (tests only) stands for the large user_metadata a real user object may carry.
       const padding = "x".repeat(Number(payload.pad_kib ?? 0) * 1024);
-      return json({ id: payload.sub, aud: "", role: "", email: payload.email, app_metadata: payload.app_metadata ?? {}, user_metadata: { padding } });
+      return json({
+        id: payload.sub,
+        aud: "",
+        role: "",
+        email: payload.email,
+        app_metadata: payload.app_metadata ?? {},
+        user_metadata: { padding },
+      });
     } catch {
       return json({ code: 401, msg: "Invalid token: signature is invalid" }, 401);
     }

@@ -29,7 +29,5 @@ export async function identityToken(
   };
   for (const name of Object.keys(payload)) if (payload[name] === undefined) delete payload[name];
   const alg = (header.alg as string | undefined) ?? key.alg!;
-  return new SignJWT(payload)
-    .setProtectedHeader({ alg, kid: key.kid, ...header })
-    .sign(await importJWK(key, alg));
+  return new SignJWT(payload).setProtectedHeader({ alg, kid: key.kid, ...header }).sign(await importJWK(key, alg));
 }

@@ -77,12 +77,18 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
       WRANGLER,
       [
         "dev",
-        "--ip", "127.0.0.1",
-        "--port", String(port),
-        "--inspector-ip", "127.0.0.1",
-        "--inspector-port", String(await freePort()),
-        "--persist-to", persistTo,
-        "--env-file", emptyEnvFile,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--inspector-ip",
+        "127.0.0.1",
+        "--inspector-port",
+        String(await freePort()),
+        "--persist-to",
+        persistTo,
+        "--env-file",
+        emptyEnvFile,
         "--show-interactive-dev-session=false",
         // --var splits on the first colon only, so URLs and the Ably key keep theirs.
         ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
@@ -100,7 +106,13 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
         await stop();
         throw new Error(`wrangler dev exited early:\n${output}`);
       }
-      if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${base}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       if (Date.now() > deadline) {
         await stop();
         throw new Error(`wrangler dev not ready after 60 s:\n${output}`);

@@ -16,7 +16,10 @@ const admin = (method: string, path: string, body?: unknown, overrides: Record<s
     `/admin${path}`,
     {
       method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      headers: {
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
     },
     overrides,
@@ -46,7 +49,9 @@ describe("the admin API is off without ADMIN_TOKEN and closed without it", () =>
   it("refuses an ADMIN_TOKEN too short to be a secret", async () => {
     const res = await call("/healthz", {}, { ADMIN_TOKEN: "short" });
     expect(res.status).toBe(503);
-    expect((await res.json<{ problems: string[] }>()).problems).toEqual(["ADMIN_TOKEN must be at least 32 characters (openssl rand -hex 32)"]);
+    expect((await res.json<{ problems: string[] }>()).problems).toEqual([
+      "ADMIN_TOKEN must be at least 32 characters (openssl rand -hex 32)",
+    ]);
   });
 });
 
@@ -56,9 +61,15 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
     const put = await admin("PUT", "/bans/troll", { reason: "Spamming #general", bannedBy: "mod-anna" });
     expect(put.status).toBe(200);
     const stored = await put.json<Record<string, unknown>>();
-    expect(stored).toMatchObject({ clientId: "troll", reason: "Spamming #general", bannedBy: "mod-anna", revocation: { status: "not-enabled" } });
+    expect(stored).toMatchObject({
+      clientId: "troll",
+      reason: "Spamming #general",
+      bannedBy: "mod-anna",
+      revocation: { status: "not-enabled" },
+    });
     // Without revocation a ban holds once tokens issued before it reached every location expire.
-    const airtight = Date.parse((stored.revocation as { airtightAt: string }).airtightAt) - Date.parse(stored.bannedAt as string);
+    const airtight =
+      Date.parse((stored.revocation as { airtightAt: string }).airtightAt) - Date.parse(stored.bannedAt as string);
     expect(airtight).toBe((180 + 3600) * 1000);
     expect(Math.abs(Date.parse(stored.bannedAt as string) - Date.now())).toBeLessThan(5000);
     expect(stored.until).toBeUndefined();
@@ -123,11 +134,15 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
   });
 
   it("refuses a body that is not JSON by type with 415", async () => {
-    const res = await call("/admin/bans/typed", {
-      method: "PUT",
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "text/plain" },
-      body: '{"reason":"x"}',
-    }, ADMIN);
+    const res = await call(
+      "/admin/bans/typed",
+      {
+        method: "PUT",
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "text/plain" },
+        body: '{"reason":"x"}',
+      },
+      ADMIN,
+    );
     expect(res.status).toBe(415);
   });
 
@@ -153,8 +168,18 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
   });
 
   it("answers 503 when KV fails, never 500", async () => {
-    const broken = { get: () => Promise.reject(new Error("down")), put: () => Promise.reject(new Error("down")), list: () => Promise.reject(new Error("down")), delete: () => Promise.reject(new Error("down")) };
-    for (const [method, path] of [["PUT", "/bans/x"], ["GET", "/bans/x"], ["DELETE", "/bans/x"], ["GET", "/bans"]] as const) {
+    const broken = {
+      get: () => Promise.reject(new Error("down")),
+      put: () => Promise.reject(new Error("down")),
+      list: () => Promise.reject(new Error("down")),
+      delete: () => Promise.reject(new Error("down")),
+    };
+    for (const [method, path] of [
+      ["PUT", "/bans/x"],
+      ["GET", "/bans/x"],
+      ["DELETE", "/bans/x"],
+      ["GET", "/bans"],
+    ] as const) {
       const res = await admin(method, path, method === "PUT" ? { reason: "x" } : undefined, { ...ADMIN, BANS: broken });
       expect(res.status).toBe(503);
       expect(await problemCode(res)).toBe("ban-list-unavailable");
@@ -209,29 +234,44 @@ describe("role bans (ROLES_CLAIM, BANNED_ROLE_PATTERN)", () => {
 
   it("reads a top-level roles claim, a single string, and a custom pattern", async () => {
     const jwt = await token({ claims: { roles: "suspended" } });
-    expect((await getToken(jwt, "", {}, { ROLES_CLAIM: "roles", BANNED_ROLE_PATTERN: "^(banned|suspended)$" })).status).toBe(403);
+    expect(
+      (await getToken(jwt, "", {}, { ROLES_CLAIM: "roles", BANNED_ROLE_PATTERN: "^(banned|suspended)$" })).status,
+    ).toBe(403);
     expect((await getToken(jwt, "", {}, { ROLES_CLAIM: "roles" })).status).toBe(200);
   });
 });
 
 describe("immediate cut-off: revocation through Ably (ABLY_REVOCABLE_TOKENS)", () => {
-  const revocations = async () =>
-    (await fetch("https://ably-rest.test/__revocations")).json<{ target: string }[]>();
+  const revocations = async () => (await fetch("https://ably-rest.test/__revocations")).json<{ target: string }[]>();
 
   it("revokes the clientId's tokens at Ably when banning, as Ably documents the request, and plans the second round", async () => {
     const res = await admin("PUT", "/bans/cut-off", { reason: "abuse" }, REVOCABLE);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
-      revocation: { status: "pending", rounds: [{ name: "at-ban", state: "revoked" }, { name: "after-propagation", state: "pending" }] },
+      revocation: {
+        status: "pending",
+        rounds: [
+          { name: "at-ban", state: "revoked" },
+          { name: "after-propagation", state: "pending" },
+        ],
+      },
     });
     expect((await revocations()).map((r) => r.target)).toContain("clientId:cut-off");
   });
 
   it("stores the ban and says so when Ably cannot be reached", async () => {
-    const res = await admin("PUT", "/bans/stored-anyway", { reason: "abuse" }, { ...REVOCABLE, ABLY_REST_URL: "https://ably-down.test" });
+    const res = await admin(
+      "PUT",
+      "/bans/stored-anyway",
+      { reason: "abuse" },
+      { ...REVOCABLE, ABLY_REST_URL: "https://ably-down.test" },
+    );
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
-      revocation: { status: "pending", rounds: [{ state: "pending", attempts: [{ outcome: "failed", reason: "Ably answered HTTP 500" }] }, {}] },
+      revocation: {
+        status: "pending",
+        rounds: [{ state: "pending", attempts: [{ outcome: "failed", reason: "Ably answered HTTP 500" }] }, {}],
+      },
     });
     expect(await issuedTo("stored-anyway", REVOCABLE)).toBe(403);
   });

@@ -16,21 +16,26 @@ describe("a verified caller gets an Ably JWT", () => {
   });
 
   it("signs it as Ably checks it: HS256 by the key secret, kid, iat/exp in seconds, clientId from sub", async () => {
-    const claims = await verifyAsAbly(await bodyOf((await getToken(await token({ claims: { sub: "user-42" } })))));
+    const claims = await verifyAsAbly(await bodyOf(await getToken(await token({ claims: { sub: "user-42" } }))));
     expect(claims.clientId).toBe("user-42");
     expect(claims.ttl).toBe(3600);
     expect(Math.abs(claims.iat - Date.now() / 1000)).toBeLessThan(5);
   });
 
   it("grants the least-privilege default capability: the user's own private channel", async () => {
-    const claims = await verifyAsAbly(await bodyOf((await getToken(await token({ claims: { sub: "bob" } })))));
+    const claims = await verifyAsAbly(await bodyOf(await getToken(await token({ claims: { sub: "bob" } }))));
     expect(claims.capability).toEqual({ "private:bob": ["history", "presence", "publish", "subscribe"] });
   });
 
   it("grants ABLY_CAPABILITY with {clientId} replaced by the verified clientId", async () => {
-    const res = await getToken(await token({ claims: { sub: "carol" } }), "", {}, {
-      ABLY_CAPABILITY: '{"chat:*":["subscribe"],"inbox:{clientId}":["*"]}',
-    });
+    const res = await getToken(
+      await token({ claims: { sub: "carol" } }),
+      "",
+      {},
+      {
+        ABLY_CAPABILITY: '{"chat:*":["subscribe"],"inbox:{clientId}":["*"]}',
+      },
+    );
     expect((await verifyAsAbly(res)).capability).toEqual({
       "chat:*": ["subscribe"],
       "inbox:carol": ["*"],

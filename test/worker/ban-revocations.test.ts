@@ -22,22 +22,44 @@ const REVOCABLE = { ADMIN_TOKEN, ABLY_REVOCABLE_TOKENS: "true", ABLY_REST_URL: "
 /** The default BAN_PROPAGATION_SECONDS, in ms: alarms this far out never fire by themselves within a test. */
 const PROPAGATION_MS = 180_000;
 
-interface Attempt { at: string; issuedBefore: string; outcome: string; reason?: string }
-interface Round { name: string; due: string; state: string; attempts: Attempt[] }
-interface Status { status: string; airtightAt: string | null; nextAttemptAt?: string | null; rounds?: Round[] }
+interface Attempt {
+  at: string;
+  issuedBefore: string;
+  outcome: string;
+  reason?: string;
+}
+interface Round {
+  name: string;
+  due: string;
+  state: string;
+  attempts: Attempt[];
+}
+interface Status {
+  status: string;
+  airtightAt: string | null;
+  nextAttemptAt?: string | null;
+  rounds?: Round[];
+}
 
 const admin = async (method: string, path: string, body?: unknown, overrides: Record<string, unknown> = REVOCABLE) =>
   call(
     `/admin${path}`,
     {
       method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      headers: {
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     },
     overrides,
   );
 /** Bans through the admin API and returns the answer's `revocation`. */
-async function ban(clientId: string, body: unknown = { reason: "abuse" }, overrides?: Record<string, unknown>): Promise<Status> {
+async function ban(
+  clientId: string,
+  body: unknown = { reason: "abuse" },
+  overrides?: Record<string, unknown>,
+): Promise<Status> {
   const res = await admin("PUT", `/bans/${clientId}`, body, overrides);
   expect(res.status).toBe(200);
   return (await res.json<{ revocation: Status }>()).revocation;
@@ -57,7 +79,9 @@ const alarmOf = (clientId: string) => runInDurableObject(objectOf(clientId), (_,
 
 /** What the Ably stand-in revoked for `clientId`, in order. */
 async function revokedAtAbly(clientId: string): Promise<number[]> {
-  const all = await (await fetch("https://ably-rest.test/__revocations")).json<{ target: string; issuedBefore: number }[]>();
+  const all = await (
+    await fetch("https://ably-rest.test/__revocations")
+  ).json<{ target: string; issuedBefore: number }[]>();
   return all.filter((r) => r.target === `clientId:${clientId}`).map((r) => r.issuedBefore);
 }
 /** Makes the stand-in answer the next revocations for `clientId` with these, in order. */
@@ -108,7 +132,9 @@ describe("a ban with revocable tokens revokes at once and again after BAN_PROPAG
   it("still makes the second revocation for a temporary ban that ended before it", async () => {
     await ban("brief", { ttlSeconds: 1 });
     await new Promise((resolve) => setTimeout(resolve, 1_100));
-    expect(await getToken(await token({ claims: { sub: "brief" } }), "", {}, REVOCABLE).then((r) => r.status)).toBe(200);
+    expect(await getToken(await token({ claims: { sub: "brief" } }), "", {}, REVOCABLE).then((r) => r.status)).toBe(
+      200,
+    );
 
     expect(await runAlarm("brief")).toBe(true);
     expect(await revokedAtAbly("brief")).toHaveLength(2);
@@ -125,7 +151,10 @@ describe("Ably answering 429, 5xx or nothing", () => {
   it("retries with doubling delays until Ably revokes, each time up to the moment Ably gets the call", async () => {
     await scriptAbly("flaky", [429, 503, "silence"]);
     const revocation = await ban("flaky");
-    expect(revocation.rounds![0]).toMatchObject({ state: "pending", attempts: [{ outcome: "failed", reason: "Ably answered HTTP 429" }] });
+    expect(revocation.rounds![0]).toMatchObject({
+      state: "pending",
+      attempts: [{ outcome: "failed", reason: "Ably answered HTTP 429" }],
+    });
 
     const expectAlarmAfterLastFailure = async (failures: number) => {
       const attempts = (await revocationOf("flaky")).rounds![0]!.attempts;
@@ -197,7 +226,10 @@ describe("Ably answering 429, 5xx or nothing", () => {
     const clientId = `refused-${status}`;
     await scriptAbly(clientId, [status]);
     const revocation = await ban(clientId);
-    expect(revocation.rounds![0]).toMatchObject({ state: "failed", attempts: [{ reason: `Ably answered HTTP ${status}` }] });
+    expect(revocation.rounds![0]).toMatchObject({
+      state: "failed",
+      attempts: [{ reason: `Ably answered HTTP ${status}` }],
+    });
     expect(revocation.status).toBe("failed");
   });
 

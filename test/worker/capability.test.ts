@@ -15,7 +15,11 @@ describe("capability intersection under Ably's wildcard rules", () => {
     ['{"chat:x":["publish"]}', '{"chat:*":["subscribe"]}', "{}"],
     ['{"[meta]log":["subscribe"]}', '{"*":["*"]}', "{}"],
     ['{"[meta]log":["subscribe"]}', '{"[*]*":["subscribe"]}', '{"[meta]log":["subscribe"]}'],
-    ['{"*":["subscribe"]}', '{"a":["subscribe"],"b:*":["publish","subscribe"]}', '{"a":["subscribe"],"b:*":["subscribe"]}'],
+    [
+      '{"*":["subscribe"]}',
+      '{"a":["subscribe"],"b:*":["publish","subscribe"]}',
+      '{"a":["subscribe"],"b:*":["subscribe"]}',
+    ],
     ['{"*":["*"]}', '{"*":["*"]}', '{"*":["*"]}'],
     ['{"chatx":["subscribe"]}', '{"chat:*":["subscribe"]}', "{}"],
   ])("requested %s within %s is %s", (requested, granted, expected) => {

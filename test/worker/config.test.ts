@@ -14,33 +14,64 @@ describe("a misconfigured worker", () => {
     ["a capability that is not JSON", { ABLY_CAPABILITY: "{chat:*}" }, /ABLY_CAPABILITY is not valid JSON/],
     ["an empty capability", { ABLY_CAPABILITY: "{}" }, /ABLY_CAPABILITY grants nothing/],
     ["no JWT_ISSUER", { JWT_ISSUER: undefined }, /JWT_ISSUER is required/],
-    ["no identity provider at all", { JWT_ISSUER: undefined, JWT_AUDIENCE: undefined }, /no identity provider: set JWT_ISSUER and JWT_AUDIENCE, or IDENTITY_PROVIDERS/],
-    ["no audience and no switch", { JWT_AUDIENCE: undefined }, /JWT_AUDIENCE is required \(JWT_NO_AUDIENCE true only for tokens that carry no aud\)/],
-    ["a symmetric algorithm", { JWT_ALGORITHMS: "RS256,HS256" }, /JWT_ALGORITHMS: HS256 needs the provider's own secret/],
+    [
+      "no identity provider at all",
+      { JWT_ISSUER: undefined, JWT_AUDIENCE: undefined },
+      /no identity provider: set JWT_ISSUER and JWT_AUDIENCE, or IDENTITY_PROVIDERS/,
+    ],
+    [
+      "no audience and no switch",
+      { JWT_AUDIENCE: undefined },
+      /JWT_AUDIENCE is required \(JWT_NO_AUDIENCE true only for tokens that carry no aud\)/,
+    ],
+    [
+      "a symmetric algorithm",
+      { JWT_ALGORITHMS: "RS256,HS256" },
+      /JWT_ALGORITHMS: HS256 needs the provider's own secret/,
+    ],
     ["JWT_NO_AUDIENCE that is not a boolean", { JWT_NO_AUDIENCE: "yes" }, /JWT_NO_AUDIENCE must be true or false/],
-    ["an issuer that is no URL, with discovery", { JWT_ISSUER: "accounts.google.com" }, /JWT_ISSUER must be an http\(s\) URL when discovery finds the JWKS \(or set JWKS_URL\)/],
+    [
+      "an issuer that is no URL, with discovery",
+      { JWT_ISSUER: "accounts.google.com" },
+      /JWT_ISSUER must be an http\(s\) URL when discovery finds the JWKS \(or set JWKS_URL\)/,
+    ],
     ["alg none", { JWT_ALGORITHMS: "none" }, /JWT_ALGORITHMS may only list/],
     ["a wildcard origin", { ALLOWED_ORIGINS: "*" }, /ALLOWED_ORIGINS entries must be exact origins/],
     ["an origin with a path", { ALLOWED_ORIGINS: "https://app.example/" }, /ALLOWED_ORIGINS/],
-    ["a TTL over Ably's 24 h", { ABLY_TOKEN_TTL_SECONDS: "86401" }, /ABLY_TOKEN_TTL_SECONDS must be a whole number from 1 to 86400/],
+    [
+      "a TTL over Ably's 24 h",
+      { ABLY_TOKEN_TTL_SECONDS: "86401" },
+      /ABLY_TOKEN_TTL_SECONDS must be a whole number from 1 to 86400/,
+    ],
     ["a ban cacheTtl under KV's minimum", { BAN_CACHE_TTL_SECONDS: "5" }, /BAN_CACHE_TTL_SECONDS/],
     ["no KV binding", { BANS: undefined }, /BANS is missing/],
-    ["a ban propagation of 0 s", { BAN_PROPAGATION_SECONDS: "0" }, /BAN_PROPAGATION_SECONDS must be a whole number from 1/],
-    ["revocable tokens without the Durable Object", { ABLY_REVOCABLE_TOKENS: "true", BAN_REVOCATIONS: undefined }, /BAN_REVOCATIONS/],
-  ])("with %s answers 500 misconfigured, issues nothing, and says why in the log and at /healthz", async (_name, overrides, why) => {
-    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
-    const res = await getToken(await token(), "", {}, overrides);
-    expect(res.status).toBe(500);
-    const problem = await problemOf(res);
-    expect(problem.type).toBe(`${PROBLEM_TYPE_PREFIX}misconfigured`);
-    expect(problem.detail).not.toMatch(why);
-    expect(errors.mock.calls.flat().join("\n")).toMatch(why);
+    [
+      "a ban propagation of 0 s",
+      { BAN_PROPAGATION_SECONDS: "0" },
+      /BAN_PROPAGATION_SECONDS must be a whole number from 1/,
+    ],
+    [
+      "revocable tokens without the Durable Object",
+      { ABLY_REVOCABLE_TOKENS: "true", BAN_REVOCATIONS: undefined },
+      /BAN_REVOCATIONS/,
+    ],
+  ])(
+    "with %s answers 500 misconfigured, issues nothing, and says why in the log and at /healthz",
+    async (_name, overrides, why) => {
+      const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+      const res = await getToken(await token(), "", {}, overrides);
+      expect(res.status).toBe(500);
+      const problem = await problemOf(res);
+      expect(problem.type).toBe(`${PROBLEM_TYPE_PREFIX}misconfigured`);
+      expect(problem.detail).not.toMatch(why);
+      expect(errors.mock.calls.flat().join("\n")).toMatch(why);
 
-    const health = await call("/healthz", {}, overrides);
-    expect(health.status).toBe(503);
-    const body = await health.json<{ problems: string[] }>();
-    expect(body.problems.join("\n")).toMatch(why);
-  });
+      const health = await call("/healthz", {}, overrides);
+      expect(health.status).toBe(503);
+      const body = await health.json<{ problems: string[] }>();
+      expect(body.problems.join("\n")).toMatch(why);
+    },
+  );
 
   it("reports every problem at once, each naming its variable", () => {
     const result = parseConfig({ ABLY_API_KEY: "bad", JWT_ALGORITHMS: "HS256" });
@@ -106,7 +137,10 @@ describe("the log", () => {
   it("names the problem code of a refusal", async () => {
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
     await getToken(await token({ claims: { exp: 1 } }));
-    expect(JSON.parse(log.mock.calls[0]![0] as string)).toMatchObject({ status: 401, outcome: "identity-token-expired" });
+    expect(JSON.parse(log.mock.calls[0]![0] as string)).toMatchObject({
+      status: 401,
+      outcome: "identity-token-expired",
+    });
   });
 
   it("never holds the identity token, the issued token, the Ably key or the Authorization header", async () => {
@@ -116,13 +150,20 @@ describe("the log", () => {
     vi.spyOn(console, "error").mockImplementation(capture);
     vi.spyOn(console, "warn").mockImplementation(capture);
     const identity = await token();
-    const issued = await bodyOf((await getToken(identity)));
+    const issued = await bodyOf(await getToken(identity));
     await getToken(identity, "?capability=%7B", {}, {});
     await getToken(identity, "", {}, { ABLY_API_KEY: "app.key:" });
     await call("/auth", { headers: { Authorization: `Basic ${btoa("user:pass")}` } });
     const all = lines.join("\n");
     expect(lines.length).toBeGreaterThanOrEqual(4);
-    for (const secret of [identity, ...identity.split("."), issued, ...issued.split("."), String(testEnv.ABLY_API_KEY).split(":")[1]!, btoa("user:pass")]) {
+    for (const secret of [
+      identity,
+      ...identity.split("."),
+      issued,
+      ...issued.split("."),
+      String(testEnv.ABLY_API_KEY).split(":")[1]!,
+      btoa("user:pass"),
+    ]) {
       expect(all).not.toContain(secret);
     }
     expect(all).not.toMatch(/authorization|bearer/i);

@@ -33,14 +33,22 @@ describe("rate limits (IP_RATE_LIMITER 300/min, USER_RATE_LIMITER 20/min in wran
     expect(res.headers.get("retry-after")).toBe("60");
     expect(await problemCode(res)).toBe("rate-limited");
     // Another IP is not affected.
-    const other = await call("/auth", { headers: { "CF-Connecting-IP": "203.0.113.8", Authorization: `Bearer ${await token()}` } }, rateLimiters);
+    const other = await call(
+      "/auth",
+      { headers: { "CF-Connecting-IP": "203.0.113.8", Authorization: `Bearer ${await token()}` } },
+      rateLimiters,
+    );
     expect(other.status).toBe(200);
   });
 
   it("limits one user after verification, from any IP: 429 after 20 tokens", async () => {
     const jwt = await token({ claims: { sub: "farmer" } });
     const { count, res } = await requestsUntilLimited(20, (i) =>
-      call("/auth", { headers: { "CF-Connecting-IP": `198.51.100.${i % 250}`, Authorization: `Bearer ${jwt}` } }, rateLimiters),
+      call(
+        "/auth",
+        { headers: { "CF-Connecting-IP": `198.51.100.${i % 250}`, Authorization: `Bearer ${jwt}` } },
+        rateLimiters,
+      ),
     );
     expect(count).toBeGreaterThan(20);
     expect(await problemCode(res)).toBe("rate-limited");
@@ -62,7 +70,12 @@ describe("rate limits (IP_RATE_LIMITER 300/min, USER_RATE_LIMITER 20/min in wran
 
   it("lets requests through when the limiter itself fails (it protects capacity, not access)", async () => {
     const broken = { limit: () => Promise.reject(new Error("limiter down")) };
-    const res = await getToken(await token(), "", { "CF-Connecting-IP": "192.0.2.1" }, { IP_RATE_LIMITER: broken, USER_RATE_LIMITER: broken });
+    const res = await getToken(
+      await token(),
+      "",
+      { "CF-Connecting-IP": "192.0.2.1" },
+      { IP_RATE_LIMITER: broken, USER_RATE_LIMITER: broken },
+    );
     expect(res.status).toBe(200);
   });
 });
@@ -123,7 +136,14 @@ describe("security headers", () => {
   it.each([
     ["a token", async () => getToken(await token())],
     ["a token for an allowed origin", async () => getToken(await token(), "", { Origin: ALLOWED_ORIGIN })],
-    ["a preflight", async () => call("/auth", { method: "OPTIONS", headers: { Origin: ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET" } })],
+    [
+      "a preflight",
+      async () =>
+        call("/auth", {
+          method: "OPTIONS",
+          headers: { Origin: ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET" },
+        }),
+    ],
     ["a preflight without Origin", async () => call("/auth", { method: "OPTIONS" })],
     ["a refusal", async () => call("/auth")],
     ["a 405", async () => call("/auth", { method: "PUT" })],
@@ -143,7 +163,10 @@ describe("security headers", () => {
     ["replaced when it holds other characters", "req 1;drop", undefined],
     ["replaced when it is over 255 characters", "r".repeat(256), undefined],
   ])("a caller's X-Request-Id is %s", async (_name, given, expected) => {
-    for (const res of [await getToken(await token(), "", { "X-Request-Id": given }), await call("/nowhere", { headers: { "X-Request-Id": given } })]) {
+    for (const res of [
+      await getToken(await token(), "", { "X-Request-Id": given }),
+      await call("/nowhere", { headers: { "X-Request-Id": given } }),
+    ]) {
       const id = res.headers.get("x-request-id");
       if (expected) expect(id).toBe(expected);
       else expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -152,7 +175,15 @@ describe("security headers", () => {
 });
 
 describe("properties", () => {
-  const operation = fc.constantFrom("*", "publish", "subscribe", "presence", "history", "channel-metadata", "push-admin");
+  const operation = fc.constantFrom(
+    "*",
+    "publish",
+    "subscribe",
+    "presence",
+    "history",
+    "channel-metadata",
+    "push-admin",
+  );
   const resource = fc.oneof(
     fc.constantFrom("*", "[*]*", "chat:*", "chat:a:*", "chat:lobby", "chat:a:b", "news", "[meta]log", "private:alice"),
     fc.string({ minLength: 1, maxLength: 12 }),
@@ -160,7 +191,10 @@ describe("properties", () => {
   const capability = fc
     .dictionary(resource, fc.uniqueArray(operation, { minLength: 1, maxLength: 4 }), { minKeys: 1, maxKeys: 5 })
     .map((c) => parseCapability(JSON.stringify(c)));
-  const channel = fc.oneof(fc.constantFrom("chat:lobby", "chat:a:b", "news", "[meta]log", "private:alice", "chat:"), fc.string({ maxLength: 12 }));
+  const channel = fc.oneof(
+    fc.constantFrom("chat:lobby", "chat:a:b", "news", "[meta]log", "private:alice", "chat:"),
+    fc.string({ maxLength: 12 }),
+  );
 
   /** Whether `cap` lets `op` be done on `name`, by Ably's wildcard rules (a reference, written plainly). */
   function allows(cap: Capability, name: string, op: string): boolean {
@@ -189,14 +223,19 @@ describe("properties", () => {
 
   it("parsing token parameters never throws anything but a 400 problem", () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom("ttl", "capability", "clientId", "rnd"), fc.string({ maxLength: 40 })), { maxLength: 6 }), (pairs) => {
-        try {
-          parseTokenParams(new URLSearchParams(pairs));
-        } catch (error) {
-          expect(error).toBeInstanceOf(Problem);
-          expect((error as Problem).status).toBe(400);
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom("ttl", "capability", "clientId", "rnd"), fc.string({ maxLength: 40 })), {
+          maxLength: 6,
+        }),
+        (pairs) => {
+          try {
+            parseTokenParams(new URLSearchParams(pairs));
+          } catch (error) {
+            expect(error).toBeInstanceOf(Problem);
+            expect((error as Problem).status).toBe(400);
+          }
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -205,7 +244,9 @@ describe("properties", () => {
     const garbage = fc.oneof(
       fc.string({ maxLength: 200 }),
       fc.uint8Array({ maxLength: 150 }).map((bytes) => btoa(String.fromCharCode(...bytes))),
-      fc.tuple(fc.string(), fc.string(), fc.string()).map((parts) => parts.map((p) => btoa(unescape(encodeURIComponent(p)))).join(".")),
+      fc
+        .tuple(fc.string(), fc.string(), fc.string())
+        .map((parts) => parts.map((p) => btoa(unescape(encodeURIComponent(p)))).join(".")),
     );
     await fc.assert(
       fc.asyncProperty(garbage, async (value) => {

@@ -10,7 +10,10 @@ import { verifyAblyToken } from "../support/ably-token";
 import type { SigningKeys } from "../support/identity-provider";
 import { identityToken, type TokenOptions } from "../support/tokens";
 
-const realEnv = env as unknown as Record<string, unknown> & { BANS: KVNamespace; BAN_REVOCATIONS: Env["BAN_REVOCATIONS"] };
+const realEnv = env as unknown as Record<string, unknown> & {
+  BANS: KVNamespace;
+  BAN_REVOCATIONS: Env["BAN_REVOCATIONS"];
+};
 /** The rate limiters of wrangler.toml, as Miniflare runs them; only the rate-limit tests use them. */
 export const rateLimiters = {
   IP_RATE_LIMITER: realEnv.IP_RATE_LIMITER,
@@ -97,7 +100,8 @@ export async function problemOf(response: Response) {
 }
 
 /** The problem code of a failed response (`user-banned`, ...), after checking it is a problem document. */
-export const problemCode = async (response: Response) => (await problemOf(response)).type.slice(PROBLEM_TYPE_PREFIX.length);
+export const problemCode = async (response: Response) =>
+  (await problemOf(response)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
 /** How often each host and path of the stand-in identity provider has been fetched (`idp.test/jwks` → 3). */
 export const providerFetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();

@@ -10,7 +10,6 @@ import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetIsolateState, jwksCacheKey } from "../../src/identity/jwks";
 import { getToken, ISSUER, keys, problemOf, providerFetches, token } from "./helpers";
 
-
 /** How many fetches of `path` (host and path, e.g. `idp.test/jwks`) `during` caused. */
 async function fetchesOf(path: string, during: () => Promise<unknown>): Promise<number> {
   const before = (await providerFetches())[path] ?? 0;
@@ -35,9 +34,11 @@ describe("one JWKS fetch per location", () => {
     const env = { JWKS_URL: freshJwksUrl() };
     const jwt = await token();
     let responses: Response[] = [];
-    expect(await fetchesOf("idp.test/jwks", async () => {
-      responses = await all(50, () => getToken(jwt, "", {}, env));
-    })).toBe(1);
+    expect(
+      await fetchesOf("idp.test/jwks", async () => {
+        responses = await all(50, () => getToken(jwt, "", {}, env));
+      }),
+    ).toBe(1);
     expect(new Set(statuses(responses))).toEqual(new Set([200]));
   });
 
@@ -47,9 +48,11 @@ describe("one JWKS fetch per location", () => {
     expect(await fetchesOf("idp.test/jwks", () => getToken(jwt, "", {}, env))).toBe(1);
     forgetIsolateState();
     let responses: Response[] = [];
-    expect(await fetchesOf("idp.test/jwks", async () => {
-      responses = await all(50, () => getToken(jwt, "", {}, env));
-    })).toBe(0);
+    expect(
+      await fetchesOf("idp.test/jwks", async () => {
+        responses = await all(50, () => getToken(jwt, "", {}, env));
+      }),
+    ).toBe(0);
     expect(new Set(statuses(responses))).toEqual(new Set([200]));
   });
 
@@ -81,9 +84,11 @@ describe("unknown kids", () => {
     await getToken(await token(), "", {}, env);
     const jwts = await all(30, unknownKid);
     let responses: Response[] = [];
-    expect(await fetchesOf("idp.test/jwks", async () => {
-      responses = await Promise.all(jwts.map((jwt) => getToken(jwt, "", {}, env)));
-    })).toBe(0);
+    expect(
+      await fetchesOf("idp.test/jwks", async () => {
+        responses = await Promise.all(jwts.map((jwt) => getToken(jwt, "", {}, env)));
+      }),
+    ).toBe(0);
     expect(new Set(statuses(responses))).toEqual(new Set([401]));
     expect((await problemOf(responses[0]!)).type).toBe(`${PROBLEM_TYPE_PREFIX}identity-token-key-unknown`);
   });
@@ -93,12 +98,14 @@ describe("unknown kids", () => {
     await getToken(await token(), "", {}, env);
     const jwts = await all(40, unknownKid);
     clockAhead(JWKS_COOLDOWN_MS + 1_000);
-    expect(await fetchesOf("idp.test/jwks", async () => {
-      await Promise.all(jwts.slice(0, 30).map((jwt) => getToken(jwt, "", {}, env))); // concurrent
-      for (const jwt of jwts.slice(30, 35)) await getToken(jwt, "", {}, env); // one after another
-      forgetIsolateState(); // another isolate of the location: the cached entry records the ask
-      for (const jwt of jwts.slice(35)) await getToken(jwt, "", {}, env);
-    })).toBe(1);
+    expect(
+      await fetchesOf("idp.test/jwks", async () => {
+        await Promise.all(jwts.slice(0, 30).map((jwt) => getToken(jwt, "", {}, env))); // concurrent
+        for (const jwt of jwts.slice(30, 35)) await getToken(jwt, "", {}, env); // one after another
+        forgetIsolateState(); // another isolate of the location: the cached entry records the ask
+        for (const jwt of jwts.slice(35)) await getToken(jwt, "", {}, env);
+      }),
+    ).toBe(1);
   });
 });
 
@@ -108,19 +115,24 @@ describe("a provider that cannot be reached", () => {
     const jwks = await (await fetch("https://idp.test/jwks")).json();
     const fetchedAt = Date.now() - age;
     const body = JSON.stringify({ jwks, fetchedAt, askedAt: fetchedAt });
-    await caches.default.put(jwksCacheKey(ISSUER, jwksUrl), new Response(body, { headers: { "Cache-Control": "max-age=86400" } }));
+    await caches.default.put(
+      jwksCacheKey(ISSUER, jwksUrl),
+      new Response(body, { headers: { "Cache-Control": "max-age=86400" } }),
+    );
   }
 
   it("keeps verifying with the last good keys, and asks it again only after the cooldown", async () => {
     const jwksUrl = "https://down.test/jwks?stale=1";
     await cachedKeys(jwksUrl, JWKS_CACHE_MAX_AGE_MS + 60_000);
     const jwt = await token();
-    expect(await fetchesOf("down.test/jwks", async () => {
-      expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
-      expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
-      forgetIsolateState();
-      expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
-    })).toBe(1);
+    expect(
+      await fetchesOf("down.test/jwks", async () => {
+        expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
+        expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
+        forgetIsolateState();
+        expect((await getToken(jwt, "", {}, { JWKS_URL: jwksUrl })).status).toBe(200);
+      }),
+    ).toBe(1);
   });
 
   it("answers 503 once the last good keys are older than JWKS_STALE_IF_ERROR_MS", async () => {

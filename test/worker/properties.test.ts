@@ -31,13 +31,53 @@ const OPERATIONS = ["publish", "subscribe", "presence", "history", "channel-meta
 
 const anyUnit = fc.integer({ min: 0, max: 0xffff }).map((u) => String.fromCharCode(u));
 const cornerText = fc.constantFrom(
-  "$", "$'", "$`", "$&", "$$", "'", "`", "&", "{", "}", "{clientId}", ":", "*", "[", "]", "|", "@", ".", "..",
-  "\ud800", "\udfff", "é", "😀", "\u0000", "\u007f", "\u0085", " ", "a", "b", "bob", "corp", "eu",
+  "$",
+  "$'",
+  "$`",
+  "$&",
+  "$$",
+  "'",
+  "`",
+  "&",
+  "{",
+  "}",
+  "{clientId}",
+  ":",
+  "*",
+  "[",
+  "]",
+  "|",
+  "@",
+  ".",
+  "..",
+  "\ud800",
+  "\udfff",
+  "é",
+  "😀",
+  "\u0000",
+  "\u007f",
+  "\u0085",
+  " ",
+  "a",
+  "b",
+  "bob",
+  "corp",
+  "eu",
 );
 /** User ids: corner pieces, any UTF-16 code unit, any Unicode, and lengths around 256 bytes. */
 const userId = fc.oneof(
-  { weight: 6, arbitrary: fc.array(fc.oneof(cornerText, anyUnit, fc.string({ unit: "binary", maxLength: 3 })), { maxLength: 6 }).map((p) => p.join("")) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom("a", "é", "😀"), fc.integer({ min: 60, max: 260 })).map(([c, n]) => c.repeat(n)) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .array(fc.oneof(cornerText, anyUnit, fc.string({ unit: "binary", maxLength: 3 })), { maxLength: 6 })
+      .map((p) => p.join("")),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constantFrom("a", "é", "😀"), fc.integer({ min: 60, max: 260 }))
+      .map(([c, n]) => c.repeat(n)),
+  },
   { weight: 1, arbitrary: fc.integer({ min: 250, max: 260 }).map((n) => "x".repeat(n)) },
 );
 const segment = fc.constantFrom("chat", "dm", "private", "x", "*", "a", "[meta]x", "{clientId}");
@@ -71,13 +111,20 @@ function plainlyAcceptable(grant: Capability, key: Capability = {}): boolean {
     indexes.add(parts.indexOf("{clientId}"));
     heads.push(parts.slice(0, parts.indexOf("{clientId}")));
   }
-  const literals = Object.keys(grant).filter((name) => !name.includes("{clientId}") && !name.startsWith("[") && !name.split(":").includes("*"));
+  const literals = Object.keys(grant).filter(
+    (name) => !name.includes("{clientId}") && !name.startsWith("[") && !name.split(":").includes("*"),
+  );
   const toldApart = (literal: string, head: string[]) => head.some((s, i) => s !== "*" && s !== literal.split(":")[i]);
   return indexes.size <= 1 && literals.every((literal) => heads.every((head) => toldApart(literal, head)));
 }
 
 /** Whether the issued capability allows exactly what the reference says, on every probe channel. */
-function expectExactly(signed: Capability, expected: (channel: string, op: string) => boolean, resources: string[], fill: string[]) {
+function expectExactly(
+  signed: Capability,
+  expected: (channel: string, op: string) => boolean,
+  resources: string[],
+  fill: string[],
+) {
   const channels = new Set(resources.flatMap((r) => probes(r, fill)));
   for (const channel of channels) {
     for (const op of OPERATIONS) {
@@ -106,67 +153,113 @@ describe("own channels only", () => {
 
   it("the signed capability is exactly request ∩ grant (for that clientId) ∩ the key's, on every channel", async () => {
     await fc.assert(
-      fc.asyncProperty(userId, capability(resource), fc.option(capability(fc.oneof(resource, segment.map((s) => `private:${s}`))), { nil: undefined }), fc.option(capability(resource), { nil: undefined }), async (sub, grant, requested, key) => {
-        const env = { ABLY_CAPABILITY: JSON.stringify(grant), ABLY_KEY_CAPABILITY: key ? JSON.stringify(key) : undefined };
-        // The request may ask for the user's own channels by name.
-        const wanted = requested ? instantiate(requested, sub) : undefined;
-        const query = wanted ? `?capability=${encodeURIComponent(JSON.stringify(wanted))}` : "";
-        let res: Response;
-        try {
-          res = await getToken(await token({ key: keys.ec, claims: { sub } }), query, {}, env);
-        } catch (error) {
-          // Only a query no client can send (a lone surrogate cannot be percent-encoded).
-          expect((error as Error).name).toBe("URIError");
-          return;
-        }
-        if (res.status === 500) {
-          expect(plainlyAcceptable(grant, key)).toBe(false);
-          expect(await problemCode(res)).toBe("misconfigured");
-          return;
-        }
-        if (wanted && Object.keys(wanted).includes("")) {
-          // Ably has no resource named "": a malformed request, refused before the identity is looked at.
-          expect(res.status).toBe(400);
-          expect(await problemCode(res)).toBe("parameter-invalid");
-          return;
-        }
-        if (!isUserId(sub)) {
-          expect(res.status).toBe(401);
-          expect(await problemCode(res)).toBe("client-id-invalid");
-          return;
-        }
-        const mine = instantiate(grant, sub);
-        const expected = (ch: string, op: string) =>
-          (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
-        const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
-        if (res.status === 403) {
-          expect(await problemCode(res)).toBe("capability-empty");
-          expectExactly({}, expected, resources, ["f", sub]);
-          return;
-        }
-        expect(res.status).toBe(200);
-        const issued = await issuedCapability(res);
-        expect(issued.clientId).toBe(sub);
-        expectExactly(issued.capability, expected, [...resources, ...Object.keys(issued.capability)], ["f", sub]);
-      }),
+      fc.asyncProperty(
+        userId,
+        capability(resource),
+        fc.option(
+          capability(
+            fc.oneof(
+              resource,
+              segment.map((s) => `private:${s}`),
+            ),
+          ),
+          { nil: undefined },
+        ),
+        fc.option(capability(resource), { nil: undefined }),
+        async (sub, grant, requested, key) => {
+          const env = {
+            ABLY_CAPABILITY: JSON.stringify(grant),
+            ABLY_KEY_CAPABILITY: key ? JSON.stringify(key) : undefined,
+          };
+          // The request may ask for the user's own channels by name.
+          const wanted = requested ? instantiate(requested, sub) : undefined;
+          const query = wanted ? `?capability=${encodeURIComponent(JSON.stringify(wanted))}` : "";
+          let res: Response;
+          try {
+            res = await getToken(await token({ key: keys.ec, claims: { sub } }), query, {}, env);
+          } catch (error) {
+            // Only a query no client can send (a lone surrogate cannot be percent-encoded).
+            expect((error as Error).name).toBe("URIError");
+            return;
+          }
+          if (res.status === 500) {
+            expect(plainlyAcceptable(grant, key)).toBe(false);
+            expect(await problemCode(res)).toBe("misconfigured");
+            return;
+          }
+          if (wanted && Object.keys(wanted).includes("")) {
+            // Ably has no resource named "": a malformed request, refused before the identity is looked at.
+            expect(res.status).toBe(400);
+            expect(await problemCode(res)).toBe("parameter-invalid");
+            return;
+          }
+          if (!isUserId(sub)) {
+            expect(res.status).toBe(401);
+            expect(await problemCode(res)).toBe("client-id-invalid");
+            return;
+          }
+          const mine = instantiate(grant, sub);
+          const expected = (ch: string, op: string) =>
+            (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
+          const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
+          if (res.status === 403) {
+            expect(await problemCode(res)).toBe("capability-empty");
+            expectExactly({}, expected, resources, ["f", sub]);
+            return;
+          }
+          expect(res.status).toBe(200);
+          const issued = await issuedCapability(res);
+          expect(issued.clientId).toBe(sub);
+          expectExactly(issued.capability, expected, [...resources, ...Object.keys(issued.capability)], ["f", sub]);
+        },
+      ),
       { numRuns: RUNS },
     );
   });
 });
 
 describe("distinct people stay distinct, and nobody's grant reaches another's channels", () => {
-  const SECRETS = Object.fromEntries([0, 1, 2].map((i) => [`SECRET_${i}`, `${"s".repeat(32)}-${i}-${crypto.randomUUID()}`]));
+  const SECRETS = Object.fromEntries(
+    [0, 1, 2].map((i) => [`SECRET_${i}`, `${"s".repeat(32)}-${i}-${crypto.randomUUID()}`]),
+  );
   seen.secrets.push(...Object.values(SECRETS));
   const tiny = (letters: string[], maxLength: number) =>
     fc.array(fc.constantFrom(...letters), { maxLength }).map((l) => l.join(""));
   const prefix = fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom("", "a:", "ab:", "a:b:", "b", "a|") },
     { weight: 2, arbitrary: tiny(["a", "b", ":", "|"], 3) },
-    { weight: 1, arbitrary: fc.constantFrom("", "corp:", "corp:eu:", "corp", "corp|", "a:b:", "ab:", "$:", "{clientId}:", "é:", "a*:") },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        "",
+        "corp:",
+        "corp:eu:",
+        "corp",
+        "corp|",
+        "a:b:",
+        "ab:",
+        "$:",
+        "{clientId}:",
+        "é:",
+        "a*:",
+      ),
+    },
     { weight: 1, arbitrary: fc.array(cornerText, { maxLength: 3 }).map((p) => p.join("")) },
   );
   const templates = fc.subarray(
-    ["private:{clientId}", "dm:{clientId}:*", "inbox:{clientId}", "*:{clientId}", "{clientId}", "{clientId}:*", "org:acme:{clientId}", "x:*:{clientId}:*", "dm-{clientId}:*", "{clientId}b:*", "{clientId}:{clientId}"],
+    [
+      "private:{clientId}",
+      "dm:{clientId}:*",
+      "inbox:{clientId}",
+      "*:{clientId}",
+      "{clientId}",
+      "{clientId}:*",
+      "org:acme:{clientId}",
+      "x:*:{clientId}:*",
+      "dm-{clientId}:*",
+      "{clientId}b:*",
+      "{clientId}:{clientId}",
+    ],
     { minLength: 1, maxLength: 2 },
   );
   // Short ids and prefixes collide often, which is where the corners are.
@@ -184,19 +277,30 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
         fc.array(fc.tuple(fc.nat(2), subject), { minLength: 2, maxLength: 4 }),
         async (prefixes, grant, people) => {
           const providers = prefixes.map((p, i) => ({
-            name: `p${i}`, issuer: `https://p${i}.test/`, secretBinding: `SECRET_${i}`, noAudience: true, ...(p === "" ? {} : { clientIdPrefix: p }),
+            name: `p${i}`,
+            issuer: `https://p${i}.test/`,
+            secretBinding: `SECRET_${i}`,
+            noAudience: true,
+            ...(p === "" ? {} : { clientIdPrefix: p }),
           }));
           const env = {
-            JWT_ISSUER: undefined, JWT_AUDIENCE: undefined, ...SECRETS,
+            JWT_ISSUER: undefined,
+            JWT_AUDIENCE: undefined,
+            ...SECRETS,
             IDENTITY_PROVIDERS: JSON.stringify(providers),
             ABLY_CAPABILITY: JSON.stringify(Object.fromEntries(grant.map((t) => [t, ["*"]]))),
           };
-          const configOk = new Set(prefixes).size === prefixes.length && prefixes.every((p) => p === "" || isClientIdText(p));
+          const configOk =
+            new Set(prefixes).size === prefixes.length && prefixes.every((p) => p === "" || isClientIdText(p));
           const issued: { who: string; clientId: string; capability: Capability }[] = [];
           for (const [index, sub] of people) {
             const i = index % prefixes.length;
-            const jwt = await new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuer(`https://p${i}.test/`)
-              .setIssuedAt().setExpirationTime("5m").sign(new TextEncoder().encode(SECRETS[`SECRET_${i}`]));
+            const jwt = await new SignJWT({ sub })
+              .setProtectedHeader({ alg: "HS256" })
+              .setIssuer(`https://p${i}.test/`)
+              .setIssuedAt()
+              .setExpirationTime("5m")
+              .sign(new TextEncoder().encode(SECRETS[`SECRET_${i}`]));
             const res = await getToken(jwt, "", {}, env);
             if (!configOk || !plainlyAcceptable(Object.fromEntries(grant.map((t) => [t, ["*"]])))) {
               // A template set the reference does not vouch for may be refused; equal or bad prefixes must be.
@@ -204,7 +308,9 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
               if (res.status === 500) return;
             }
             const id = prefixes[i]! + sub;
-            const insideAnother = prefixes.some((q, j) => j !== i && ((q.length > prefixes[i]!.length && id.startsWith(q)) || q.startsWith(`${id}:`)));
+            const insideAnother = prefixes.some(
+              (q, j) => j !== i && ((q.length > prefixes[i]!.length && id.startsWith(q)) || q.startsWith(`${id}:`)),
+            );
             if (!isUserId(sub) || utf8Length(id) > 256 || insideAnother) {
               expect(res.status, `${JSON.stringify(id)}`).toBe(401);
               expect(await problemCode(res)).toBe("client-id-invalid");
@@ -235,40 +341,58 @@ describe("a ban holds for every id the endpoint can issue to", () => {
   const ADMIN_TOKEN = "property-admin-token-0123456789abcdef012";
   seen.secrets.push(ADMIN_TOKEN);
   const admin = (method: string, id: string, body?: unknown) =>
-    call(`/admin/bans/${encodeURIComponent(id)}`, {
-      method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }, { ADMIN_TOKEN });
+    call(
+      `/admin/bans/${encodeURIComponent(id)}`,
+      {
+        method,
+        headers: {
+          Authorization: `Bearer ${ADMIN_TOKEN}`,
+          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      },
+      { ADMIN_TOKEN },
+    );
   const text = fc.oneof(
     fc.string({ unit: "binary", maxLength: 40 }),
-    fc.array(fc.oneof(cornerText, anyUnit, fc.constantFrom('"', "\\", "\n", "\u0001")), { maxLength: 30 }).map((p) => p.join("")),
-    fc.tuple(fc.constantFrom('"', "a", "é", "\u0001", "\\", "😀"), fc.integer({ min: 80, max: 520 })).map(([c, n]) => c.repeat(n)),
+    fc
+      .array(fc.oneof(cornerText, anyUnit, fc.constantFrom('"', "\\", "\n", "\u0001")), { maxLength: 30 })
+      .map((p) => p.join("")),
+    fc
+      .tuple(fc.constantFrom('"', "a", "é", "\u0001", "\\", "😀"), fc.integer({ min: 80, max: 520 }))
+      .map(([c, n]) => c.repeat(n)),
   );
 
   it("any issued clientId can be banned; a 2xx ban is stored, readable and enforced; one that cannot be stored is a 400 naming the field", async () => {
     await fc.assert(
-      fc.asyncProperty(userId.filter(isUserId), fc.option(text, { nil: undefined }), fc.option(text, { nil: undefined }), async (sub, reason, bannedBy) => {
-        const jwt = await token({ key: keys.ec, claims: { sub } });
-        expect((await getToken(jwt)).status).toBe(200);
-        const res = await admin("PUT", sub, { reason, bannedBy });
-        const reasonFits = reason === undefined || jsonEscapedBytes(reason) <= 500;
-        const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 100;
-        if (!reasonFits || !byFits) {
-          expect(res.status).toBe(400);
-          expect((await problemOf(res)).detail).toMatch(reasonFits ? /^bannedBy / : /^reason /);
+      fc.asyncProperty(
+        userId.filter(isUserId),
+        fc.option(text, { nil: undefined }),
+        fc.option(text, { nil: undefined }),
+        async (sub, reason, bannedBy) => {
+          const jwt = await token({ key: keys.ec, claims: { sub } });
           expect((await getToken(jwt)).status).toBe(200);
-          return;
-        }
-        expect(res.status).toBe(200);
-        const stored = await (await admin("GET", sub)).json<{ clientId: string; reason?: string; bannedBy?: string }>();
-        expect(stored.clientId).toBe(sub);
-        expect(stored.reason).toBe(reason);
-        const refused = await getToken(jwt);
-        expect(refused.status).toBe(403);
-        expect(await problemCode(refused)).toBe("user-banned");
-        expect((await admin("DELETE", sub)).status).toBe(204);
-      }),
+          const res = await admin("PUT", sub, { reason, bannedBy });
+          const reasonFits = reason === undefined || jsonEscapedBytes(reason) <= 500;
+          const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 100;
+          if (!reasonFits || !byFits) {
+            expect(res.status).toBe(400);
+            expect((await problemOf(res)).detail).toMatch(reasonFits ? /^bannedBy / : /^reason /);
+            expect((await getToken(jwt)).status).toBe(200);
+            return;
+          }
+          expect(res.status).toBe(200);
+          const stored = await (
+            await admin("GET", sub)
+          ).json<{ clientId: string; reason?: string; bannedBy?: string }>();
+          expect(stored.clientId).toBe(sub);
+          expect(stored.reason).toBe(reason);
+          const refused = await getToken(jwt);
+          expect(refused.status).toBe(403);
+          expect(await problemCode(refused)).toBe("user-banned");
+          expect((await admin("DELETE", sub)).status).toBe(204);
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -279,10 +403,23 @@ describe("only the user's own browser session can spend their credentials", () =
   it("a cookie token is honoured only with an allowed or same origin, and only when unambiguous", async () => {
     const victim = await token({ key: keys.ec, claims: { sub: "cookie-victim" } });
     const other = await token({ key: keys.ec, claims: { sub: "cookie-other" } });
-    const origin = fc.constantFrom(undefined, ALLOWED_ORIGIN, "https://auth.test", "https://evil.example", "null", "https://sub.auth.test");
+    const origin = fc.constantFrom(
+      undefined,
+      ALLOWED_ORIGIN,
+      "https://auth.test",
+      "https://evil.example",
+      "null",
+      "https://sub.auth.test",
+    );
     const site = fc.constantFrom(undefined, "same-origin", "same-site", "cross-site", "none");
     const mode = fc.constantFrom(undefined, "cors", "same-origin", "no-cors", "navigate");
-    const cookie = fc.array(fc.tuple(fc.constantFrom("id_token", "x_id_token", "id_token2", "ID_TOKEN"), fc.constantFrom("victim", "other", "garbage")), { maxLength: 3 });
+    const cookie = fc.array(
+      fc.tuple(
+        fc.constantFrom("id_token", "x_id_token", "id_token2", "ID_TOKEN"),
+        fc.constantFrom("victim", "other", "garbage"),
+      ),
+      { maxLength: 3 },
+    );
     await fc.assert(
       fc.asyncProperty(origin, site, mode, cookie, async (o, s, m, cookies) => {
         const value = { victim, other, garbage: "not-a-jwt" } as const;
@@ -295,7 +432,8 @@ describe("only the user's own browser session can spend their credentials", () =
         const mine = cookies.filter(([n]) => n === "id_token");
         // A script's request (no <img>, no navigation) from the worker's own page or an allowed one.
         const byScript = m === undefined || m === "cors" || m === "same-origin";
-        const originOk = byScript && (o === undefined ? s === "same-origin" : o === ALLOWED_ORIGIN || o === "https://auth.test");
+        const originOk =
+          byScript && (o === undefined ? s === "same-origin" : o === ALLOWED_ORIGIN || o === "https://auth.test");
         const issuable = originOk && mine.length === 1 && mine[0]![1] !== "garbage";
         expect(res.status === 200, JSON.stringify(headers)).toBe(issuable);
         if (issuable) expect((await issuedCapability(res)).clientId).toBe(`cookie-${mine[0]![1]}`);
@@ -309,23 +447,51 @@ describe("only the user's own browser session can spend their credentials", () =
 describe("outages degrade as documented", () => {
   it("no 5xx but the documented 503s (a dependency down) and 500 (misconfiguration), whatever the input", async () => {
     const down = { get: () => Promise.reject(new Error("KV down")), put: () => Promise.reject(new Error("KV down")) };
-    const jwks = fc.constantFrom(undefined, "https://down.test/jwks", "https://html.test/jwks", "https://badjson.test/jwks", "https://empty.test/jwks", "https://redirect.test/jwks");
+    const jwks = fc.constantFrom(
+      undefined,
+      "https://down.test/jwks",
+      "https://html.test/jwks",
+      "https://badjson.test/jwks",
+      "https://empty.test/jwks",
+      "https://redirect.test/jwks",
+    );
     const issuer = fc.constantFrom(undefined, "https://down.test/", "https://liar.test/", "https://html.test/");
     const input = fc.constantFrom("valid", "garbage", "expired", "other-issuer", "banned-role");
     await fc.assert(
-      fc.asyncProperty(jwks, issuer, fc.boolean(), fc.boolean(), input, async (jwksUrl, iss, kvDown, failOpen, kind) => {
-        const env = {
-          JWKS_URL: jwksUrl, ...(iss ? { JWT_ISSUER: iss } : {}), ...(kvDown ? { BANS: down } : {}),
-          BAN_LIST_FAIL_OPEN: failOpen ? "true" : undefined, ROLES_CLAIM: "roles",
-        };
-        const claims = { iss: iss ?? undefined, ...(kind === "expired" ? { exp: 1 } : {}), ...(kind === "other-issuer" ? { iss: "https://other-idp.test/" } : {}), ...(kind === "banned-role" ? { roles: ["banned"] } : {}) };
-        const jwt = kind === "garbage" ? "a.b.c" : await token({ key: keys.ec, claims: Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined)) });
-        const res = await getToken(jwt, "", {}, env);
-        if (res.status < 500) return;
-        expect(res.status).toBe(503);
-        expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await problemCode(res));
-        expect(res.headers.get("retry-after")).toBe("10");
-      }),
+      fc.asyncProperty(
+        jwks,
+        issuer,
+        fc.boolean(),
+        fc.boolean(),
+        input,
+        async (jwksUrl, iss, kvDown, failOpen, kind) => {
+          const env = {
+            JWKS_URL: jwksUrl,
+            ...(iss ? { JWT_ISSUER: iss } : {}),
+            ...(kvDown ? { BANS: down } : {}),
+            BAN_LIST_FAIL_OPEN: failOpen ? "true" : undefined,
+            ROLES_CLAIM: "roles",
+          };
+          const claims = {
+            iss: iss ?? undefined,
+            ...(kind === "expired" ? { exp: 1 } : {}),
+            ...(kind === "other-issuer" ? { iss: "https://other-idp.test/" } : {}),
+            ...(kind === "banned-role" ? { roles: ["banned"] } : {}),
+          };
+          const jwt =
+            kind === "garbage"
+              ? "a.b.c"
+              : await token({
+                  key: keys.ec,
+                  claims: Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined)),
+                });
+          const res = await getToken(jwt, "", {}, env);
+          if (res.status < 500) return;
+          expect(res.status).toBe(503);
+          expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await problemCode(res));
+          expect(res.headers.get("retry-after")).toBe("10");
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -334,9 +500,11 @@ describe("outages degrade as documented", () => {
 /** A capability with resources and operations sorted, as Ably's canonical form (and src) has them. */
 function sortDeep(capability: Capability): Capability {
   return Object.fromEntries(
-    Object.keys(capability).sort().map((r) => {
-      const ops = capability[r]!;
-      return [r, ops.includes("*") ? ["*"] : [...ops].sort()];
-    }),
+    Object.keys(capability)
+      .sort()
+      .map((r) => {
+        const ops = capability[r]!;
+        return [r, ops.includes("*") ? ["*"] : [...ops].sort()];
+      }),
   );
 }

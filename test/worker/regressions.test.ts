@@ -4,10 +4,27 @@
  */
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { DISCOVERY_CACHE_MS, JWKS_STALE_IF_ERROR_MS, MAX_BAN_REASON_BYTES, MAX_BAN_REASON_CHARS } from "../../src/constants";
+import {
+  DISCOVERY_CACHE_MS,
+  JWKS_STALE_IF_ERROR_MS,
+  MAX_BAN_REASON_BYTES,
+  MAX_BAN_REASON_CHARS,
+} from "../../src/constants";
 
 import { forgetIsolateState } from "../../src/identity/jwks";
-import { bodyOf, call, getToken, keys, problemCode, problemOf, providerFetches, rateLimiters, seen, token, verifyAsAbly } from "./helpers";
+import {
+  bodyOf,
+  call,
+  getToken,
+  keys,
+  problemCode,
+  problemOf,
+  providerFetches,
+  rateLimiters,
+  seen,
+  token,
+  verifyAsAbly,
+} from "./helpers";
 
 /** The issued token's clientId and capability, after checking the answer is 200. */
 async function issued(res: Response) {
@@ -80,11 +97,15 @@ describe("a ban reason counted in the bytes KV stores", () => {
   const ADMIN_TOKEN = "regression-admin-token-0123456789abcdef";
   seen.secrets.push(ADMIN_TOKEN);
   const ban = (clientId: string, body: unknown) =>
-    call(`/admin/bans/${encodeURIComponent(clientId)}`, {
-      method: "PUT",
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    }, { ADMIN_TOKEN });
+    call(
+      `/admin/bans/${encodeURIComponent(clientId)}`,
+      {
+        method: "PUT",
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      },
+      { ADMIN_TOKEN },
+    );
 
   it.each([
     ["490 quotes (980 bytes escaped)", '"'.repeat(490)],
@@ -108,30 +129,55 @@ describe("a ban reason counted in the bytes KV stores", () => {
 describe("every ban-list operation is bounded, the admin API's too", () => {
   const ADMIN_TOKEN = "bounded-admin-token-0123456789abcdef0123";
   seen.secrets.push(ADMIN_TOKEN);
-  const hanging = { get: () => new Promise(() => {}), put: () => new Promise(() => {}), list: () => new Promise(() => {}), delete: () => new Promise(() => {}) };
-  it.each(["PUT", "GET", "DELETE"])("%s /admin/bans/{clientId} against a KV that never answers: 503 within the timeout", async (method) => {
-    const res = await call("/admin/bans/hanging-kv", {
-      method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, ...(method === "PUT" ? { "Content-Type": "application/json" } : {}) },
-      body: method === "PUT" ? "{}" : undefined,
-    }, { ADMIN_TOKEN, BANS: hanging });
-    expect(res.status).toBe(503);
-    expect(await problemCode(res)).toBe("ban-list-unavailable");
-  });
+  const hanging = {
+    get: () => new Promise(() => {}),
+    put: () => new Promise(() => {}),
+    list: () => new Promise(() => {}),
+    delete: () => new Promise(() => {}),
+  };
+  it.each(["PUT", "GET", "DELETE"])(
+    "%s /admin/bans/{clientId} against a KV that never answers: 503 within the timeout",
+    async (method) => {
+      const res = await call(
+        "/admin/bans/hanging-kv",
+        {
+          method,
+          headers: {
+            Authorization: `Bearer ${ADMIN_TOKEN}`,
+            ...(method === "PUT" ? { "Content-Type": "application/json" } : {}),
+          },
+          body: method === "PUT" ? "{}" : undefined,
+        },
+        { ADMIN_TOKEN, BANS: hanging },
+      );
+      expect(res.status).toBe(503);
+      expect(await problemCode(res)).toBe("ban-list-unavailable");
+    },
+  );
 });
 
 describe("two providers' prefixes never merge their users", () => {
   const SECRETS = { SECRET_A: "a".repeat(32) + crypto.randomUUID(), SECRET_B: "b".repeat(32) + crypto.randomUUID() };
   seen.secrets.push(SECRETS.SECRET_A, SECRETS.SECRET_B);
   const entry = (name: "a" | "b", clientIdPrefix: string) => ({
-    name, issuer: `https://${name}.test/`, secretBinding: `SECRET_${name.toUpperCase()}`, noAudience: true,
+    name,
+    issuer: `https://${name}.test/`,
+    secretBinding: `SECRET_${name.toUpperCase()}`,
+    noAudience: true,
     ...(clientIdPrefix === "" ? {} : { clientIdPrefix }),
   });
   const envWith = (prefixA: string, prefixB: string) => ({
-    JWT_ISSUER: undefined, JWT_AUDIENCE: undefined, ...SECRETS, IDENTITY_PROVIDERS: JSON.stringify([entry("a", prefixA), entry("b", prefixB)]),
+    JWT_ISSUER: undefined,
+    JWT_AUDIENCE: undefined,
+    ...SECRETS,
+    IDENTITY_PROVIDERS: JSON.stringify([entry("a", prefixA), entry("b", prefixB)]),
   });
   const mint = (name: "a" | "b", sub: string) =>
-    new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setIssuer(`https://${name}.test/`).setIssuedAt().setExpirationTime("5m")
+    new SignJWT({ sub })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer(`https://${name}.test/`)
+      .setIssuedAt()
+      .setExpirationTime("5m")
       .sign(new TextEncoder().encode(SECRETS[`SECRET_${name.toUpperCase() as "A" | "B"}`]));
 
   it("corp: and corp:eu: — eu:alice of the first is refused, alice of the second is corp:eu:alice", async () => {
@@ -155,7 +201,9 @@ describe("two providers' prefixes never merge their users", () => {
     const res = await call("/healthz", {}, envWith("same:", "same:"));
     expect(res.status).toBe(503);
     const { problems } = await res.json<{ problems: string[] }>();
-    expect(problems).toContain('IDENTITY_PROVIDERS[0] and IDENTITY_PROVIDERS[1] have the same clientIdPrefix "same:": give each provider its own, or their users\' ids collide');
+    expect(problems).toContain(
+      'IDENTITY_PROVIDERS[0] and IDENTITY_PROVIDERS[1] have the same clientIdPrefix "same:": give each provider its own, or their users\' ids collide',
+    );
   });
 });
 
@@ -169,9 +217,23 @@ describe("a user id that is not well-formed Unicode", () => {
 
 describe("found by the review of these fixes", () => {
   it("an <img> on any page (no token, no Origin) uses up nothing of its viewer's IP limit", async () => {
-    const from = { "CF-Connecting-IP": "198.51.100.88", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image", "Sec-Fetch-Mode": "no-cors" };
+    const from = {
+      "CF-Connecting-IP": "198.51.100.88",
+      "Sec-Fetch-Site": "cross-site",
+      "Sec-Fetch-Dest": "image",
+      "Sec-Fetch-Mode": "no-cors",
+    };
     for (let i = 0; i < 301; i++) expect((await call("/auth", { headers: from }, rateLimiters)).status).toBe(401);
-    const own = await call("/auth", { headers: { "CF-Connecting-IP": "198.51.100.88", Authorization: `Bearer ${await token({ claims: { sub: "ip-victim" } })}` } }, rateLimiters);
+    const own = await call(
+      "/auth",
+      {
+        headers: {
+          "CF-Connecting-IP": "198.51.100.88",
+          Authorization: `Bearer ${await token({ claims: { sub: "ip-victim" } })}`,
+        },
+      },
+      rateLimiters,
+    );
     expect(own.status).toBe(200);
   });
 
@@ -179,11 +241,19 @@ describe("found by the review of these fixes", () => {
     const env = { IDENTITY_COOKIE: "id_token" };
     const cookie = `id_token=${await token({ claims: { sub: "same-origin-img" } })}`;
     for (const mode of ["no-cors", "navigate"]) {
-      const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": mode } }, env);
+      const res = await call(
+        "/auth",
+        { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": mode } },
+        env,
+      );
       expect(res.status).toBe(403);
       expect(await problemCode(res)).toBe("origin-not-allowed");
     }
-    const fetched = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" } }, env);
+    const fetched = await call(
+      "/auth",
+      { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" } },
+      env,
+    );
     expect((await issued(fetched)).clientId).toBe("same-origin-img");
   });
 
@@ -204,13 +274,23 @@ describe("found by the review of these fixes", () => {
 
   it("an identity token's fractional exp becomes whole seconds in the Ably token", async () => {
     const exp = Math.floor(Date.now() / 1000) + 600.5;
-    const { exp: issuedExp } = await verifyAsAbly(await getToken(await token({ claims: { exp } }), "", {}, { TOKEN_EXPIRES_WITH_IDENTITY: "true" }));
+    const { exp: issuedExp } = await verifyAsAbly(
+      await getToken(await token({ claims: { exp } }), "", {}, { TOKEN_EXPIRES_WITH_IDENTITY: "true" }),
+    );
     expect(issuedExp).toBe(Math.floor(exp));
   });
 
   it.each([
-    ["a template and a shared channel one of its users could be", '{"private:{clientId}":["*"],"private:announcements":["subscribe"]}', 'a user whose id fits "private:{clientId}" could own the shared channel "private:announcements"'],
-    ["a bare template and any one-segment channel", '{"{clientId}":["*"],"general":["subscribe"]}', 'could own the shared channel "general"'],
+    [
+      "a template and a shared channel one of its users could be",
+      '{"private:{clientId}":["*"],"private:announcements":["subscribe"]}',
+      'a user whose id fits "private:{clientId}" could own the shared channel "private:announcements"',
+    ],
+    [
+      "a bare template and any one-segment channel",
+      '{"{clientId}":["*"],"general":["subscribe"]}',
+      'could own the shared channel "general"',
+    ],
   ])("refuses at load %s", async (_name, capability, message) => {
     const res = await call("/healthz", {}, { ABLY_CAPABILITY: capability });
     expect(res.status).toBe(503);
@@ -218,8 +298,16 @@ describe("found by the review of these fixes", () => {
   });
 
   it.each([
-    ["an http origin off this machine", { ALLOWED_ORIGINS: "http://app.example.com" }, "ALLOWED_ORIGINS may list http:// origins only on this machine"],
-    ["{clientId} in the key's capability", { ABLY_KEY_CAPABILITY: '{"private:{clientId}":["*"]}' }, "ABLY_KEY_CAPABILITY is the key's own capability, not a template"],
+    [
+      "an http origin off this machine",
+      { ALLOWED_ORIGINS: "http://app.example.com" },
+      "ALLOWED_ORIGINS may list http:// origins only on this machine",
+    ],
+    [
+      "{clientId} in the key's capability",
+      { ABLY_KEY_CAPABILITY: '{"private:{clientId}":["*"]}' },
+      "ABLY_KEY_CAPABILITY is the key's own capability, not a template",
+    ],
   ])("refuses at load %s", async (_name, env, message) => {
     const res = await call("/healthz", {}, env);
     expect(res.status).toBe(503);
@@ -227,7 +315,9 @@ describe("found by the review of these fixes", () => {
   });
 
   it("takes http origins on this machine, for local development", async () => {
-    expect((await call("/healthz", {}, { ALLOWED_ORIGINS: "http://127.0.0.1:8788,http://localhost:8788" })).status).toBe(200);
+    expect(
+      (await call("/healthz", {}, { ALLOWED_ORIGINS: "http://127.0.0.1:8788,http://localhost:8788" })).status,
+    ).toBe(200);
   });
 });
 
@@ -236,7 +326,11 @@ describe("cookie credentials without an Origin", () => {
     const env = { ...rateLimiters, IDENTITY_COOKIE: "id_token" };
     const cookie = `id_token=${await token({ claims: { sub: "img-victim" } })}`;
     for (let i = 0; i < 25; i++) {
-      const res = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image" } }, env);
+      const res = await call(
+        "/auth",
+        { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "image" } },
+        env,
+      );
       expect(res.status).toBe(403);
     }
     const own = await call("/auth", { headers: { Cookie: cookie, "Sec-Fetch-Site": "same-origin" } }, env);
@@ -248,7 +342,11 @@ describe("templates that could reach another user's channels are refused at load
   it.each([
     ["a placeholder inside a segment", '{"user-{clientId}":["subscribe"]}', "must have {clientId} as a whole segment"],
     ["a placeholder used twice", '{"{clientId}:{clientId}":["subscribe"]}', "more than once"],
-    ["two templates whose instances meet (users y and x both get x:y)", '{"x:{clientId}":["*"],"{clientId}:y":["*"]}', 'capability templates "x:{clientId}" and "{clientId}:y"'],
+    [
+      "two templates whose instances meet (users y and x both get x:y)",
+      '{"x:{clientId}":["*"],"{clientId}:y":["*"]}',
+      'capability templates "x:{clientId}" and "{clientId}:y"',
+    ],
   ])("%s", async (_name, capability, message) => {
     const res = await call("/healthz", {}, { ABLY_CAPABILITY: capability });
     expect(res.status).toBe(503);

@@ -4,21 +4,37 @@
  */
 import { describe, expect, it } from "vitest";
 
-import { ALLOWED_ORIGIN, bodyOf, call, getToken, postToken, problemCode, testEnv, token, verifyAsAbly } from "./helpers";
+import {
+  ALLOWED_ORIGIN,
+  bodyOf,
+  call,
+  getToken,
+  postToken,
+  problemCode,
+  testEnv,
+  token,
+  verifyAsAbly,
+} from "./helpers";
 
 describe("methods and paths", () => {
-  it.each(["PUT", "DELETE", "PATCH", "HEAD"])("answers %s /auth with 405 and Allow, minting nothing", async (method) => {
-    const res = await call("/auth", { method, headers: { Authorization: `Bearer ${await token()}` } });
-    expect(res.status).toBe(405);
-    expect(res.headers.get("allow")).toBe("GET, POST, OPTIONS");
-    if (method !== "HEAD") expect(await problemCode(res)).toBe("method-not-allowed");
-  });
+  it.each(["PUT", "DELETE", "PATCH", "HEAD"])(
+    "answers %s /auth with 405 and Allow, minting nothing",
+    async (method) => {
+      const res = await call("/auth", { method, headers: { Authorization: `Bearer ${await token()}` } });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET, POST, OPTIONS");
+      if (method !== "HEAD") expect(await problemCode(res)).toBe("method-not-allowed");
+    },
+  );
 
-  it.each(["/", "/auth/", "/Auth", "/auth%2F..", "/auth/../admin", "/%2e%2e/auth/x"])("answers %s with a 404 problem", async (path) => {
-    const res = await call(path, { headers: { Authorization: `Bearer ${await token()}` } });
-    expect(res.status).toBe(404);
-    expect(await problemCode(res)).toBe("not-found");
-  });
+  it.each(["/", "/auth/", "/Auth", "/auth%2F..", "/auth/../admin", "/%2e%2e/auth/x"])(
+    "answers %s with a 404 problem",
+    async (path) => {
+      const res = await call(path, { headers: { Authorization: `Bearer ${await token()}` } });
+      expect(res.status).toBe(404);
+      expect(await problemCode(res)).toBe("not-found");
+    },
+  );
 
   it("answers OPTIONS without Origin with 204 and Allow", async () => {
     const res = await call("/auth", { method: "OPTIONS" });
@@ -56,7 +72,9 @@ describe("browser origins (ALLOWED_ORIGINS)", () => {
 
   it("keeps the CORS headers on errors, so the browser shows ably-js the 403 and it stops retrying", async () => {
     await testEnv.BANS.put("banned-in-browser", "");
-    const banned = await getToken(await token({ claims: { sub: "banned-in-browser" } }), "", { Origin: ALLOWED_ORIGIN });
+    const banned = await getToken(await token({ claims: { sub: "banned-in-browser" } }), "", {
+      Origin: ALLOWED_ORIGIN,
+    });
     expect(banned.status).toBe(403);
     expectCors(banned);
     expect(banned.headers.get("access-control-expose-headers")).toContain("Retry-After");

@@ -24,6 +24,7 @@ afterAll(() => {
       if (needle.length > 8 && text.includes(needle)) throw new Error(`a secret leaked into: ${text.slice(0, 200)}`);
     }
     // A header value: a Bearer or Basic credential, not the word in a detail such as "send Authorization: Bearer <token>".
-    if (/(bearer|basic)\s+[A-Za-z0-9+/_-]{12,}/i.test(text)) throw new Error(`a credential leaked into: ${text.slice(0, 200)}`);
+    if (/(bearer|basic)\s+[A-Za-z0-9+/_-]{12,}/i.test(text))
+      throw new Error(`a credential leaked into: ${text.slice(0, 200)}`);
   }
 });
