@@ -1,5 +1,5 @@
 /**
- * The floor the worker is measured against (issue 14): its job on the happy path as a bare `fetch`
+ * The floor the worker is measured against: its job on the happy path as a bare `fetch`
  * handler, no framework. jose's createRemoteJWKSet + jwtVerify, one KV `get`, jose's SignJWT for
  * the same HS256 Ably JWT (kid, x-ably-capability, x-ably-clientId, iat, exp). No configuration
  * validation, no CORS, no security headers, no log line, no problem documents: what the worker adds

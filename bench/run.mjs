@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the worker against the floor (the same job as a bare `fetch` handler,
  * bench/bare-worker.mjs), against the endpoint users would otherwise write (Express,
- * bench/reference/server.mjs), and against its own budget (issue 14). Prints the tables on stdout
+ * bench/reference/server.mjs), and against its own budget. Prints the tables on stdout
  * (progress goes to stderr) and draws docs/bench.svg; about 3 minutes on 2 cores. Everything listens
  * on 127.0.0.1 and is stopped at the end. It never fails on a timing; it exits non-zero only when
  * something is wrong (an answer not 2xx, I/O at global scope). Run it alone: flock /tmp/ably-e2e.lock.
@@ -449,7 +449,7 @@ function printTable(columns, rows) {
   }
 }
 
-/** The ratios issue 14 asks for, from one round's three loads. */
+/** The ratios the goals are stated in, from one round's three loads. */
 const ratiosOf = ({ worker, bare, reference }) => ({
   cpuVsBare: worker.cpuPerRequest / bare.cpuPerRequest,
   cpuVsReference: worker.cpuPerRequest / reference.cpuPerRequest,
@@ -570,7 +570,7 @@ async function main() {
     const coldRatio = cold.worker.firstMs / cold.bare.firstMs;
     const ahead = m.ratios.cpuVsReference < 1 && m.ratios.rpsVsReference > 1;
     const workerd = `workerd ${WORKERD_VERSION}, process CPU`;
-    console.log("\nGoals (issue 14) and the rest; load figures are the medians of the rounds above.");
+    console.log("\nGoals and the rest; load figures are the medians of the rounds above.");
     printTable(
       ["", "measure", "worker", "compared with", "ratio", "target", "status", "measured in"],
       [

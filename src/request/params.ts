@@ -44,7 +44,7 @@ export function sizeLimits(): MiddlewareHandler {
 /**
  * The query string of a request's URL, from its `?` up to any `#`: what `new URL(url).search` gives
  * but for a lone `?`, without parsing the whole URL again (a request's url is already serialized,
- * percent-encoded), which cost two URL parses a request (issue 14's profile).
+ * percent-encoded), which cost two URL parses a request (the profile in docs/performance.md).
  */
 function searchOf(url: string): string {
   const hash = url.indexOf("#");

@@ -3,7 +3,7 @@
  * answers no page (nothing may frame, embed or run anything from it). They are exactly what
  * hono/request-id and hono/secure-headers sent with the worker's options, written out once per
  * isolate instead of rebuilt per request: hono/secure-headers set its twelve headers one by one on
- * the finished response, each a call into the runtime (issue 14's profile). The worker's own
+ * the finished response, each a call into the runtime (the profile in docs/performance.md). The worker's own
  * answers (`respond`) copy them from one Headers made per isolate, which the runtime does natively
  * (a plain object of headers costs more: the runtime reads and checks it property by property);
  * any other response (errors, 404, preflights, the admin API) gets them set afterwards, as before.

@@ -1,5 +1,5 @@
 /**
- * A ban that holds everywhere (issue 12), end to end with real parts: two `wrangler dev` processes
+ * A ban that holds everywhere, end to end with real parts: two `wrangler dev` processes
  * with their own persisted state stand for two Cloudflare locations, the second of which has not
  * yet heard of the ban (as KV propagation would have it); the real ably-js client talks to the
  * Ably stand-in (test/support/fake-ably.ts), which revokes as Ably documents `issuedBefore`.

@@ -214,7 +214,7 @@ describe("role bans (ROLES_CLAIM, BANNED_ROLE_PATTERN)", () => {
   const roles = { ROLES_CLAIM: "app_metadata.roles" };
 
   it.each([
-    ["the seed's banned role", ["member", "banned"], 403],
+    ["the banned role of the Netlify function this project grew from", ["member", "banned"], 403],
     ["any case", ["BANNED-for-spam"], 403],
     ["no banned role", ["member", "unbanned"], 200],
     ["no roles at all", undefined, 200],

@@ -118,7 +118,7 @@ describe("security headers", () => {
   });
 
   // Exactly what hono/secure-headers set with the worker's options, on every kind of response,
-  // whoever builds it: the worker now writes them itself, once per isolate (issue 14).
+  // whoever builds it: the worker now writes them itself, once per isolate.
   const EXACT = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     "cross-origin-opener-policy": "same-origin",
