@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 
-import { call, getToken, problemCode, problemOf, seen, testEnv, token } from "./helpers";
+import { adminCall, call, getToken, problemCode, problemOf, seen, testEnv, token } from "./helpers";
 
 const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
 seen.secrets.push(ADMIN_TOKEN);
@@ -12,18 +12,7 @@ const ADMIN = { ADMIN_TOKEN };
 const REVOCABLE = { ...ADMIN, ABLY_REVOCABLE_TOKENS: "true", ABLY_REST_URL: "https://ably-rest.test" };
 
 const admin = (method: string, path: string, body?: unknown, overrides: Record<string, unknown> = ADMIN) =>
-  call(
-    `/admin${path}`,
-    {
-      method,
-      headers: {
-        Authorization: `Bearer ${ADMIN_TOKEN}`,
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-      },
-      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-    },
-    overrides,
-  );
+  adminCall(method, path, body, overrides);
 const issuedTo = async (sub: string, overrides: Record<string, unknown> = ADMIN) =>
   (await getToken(await token({ claims: { sub } }), "", {}, overrides)).status;
 

@@ -14,7 +14,7 @@ import {
   UPSTREAM_TIMEOUT_MS,
 } from "../../src/constants";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
-import { call, getToken, problemOf, seen, testEnv, token } from "./helpers";
+import { adminCall, getToken, problemOf, seen, testEnv, token } from "./helpers";
 
 const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
 seen.secrets.push(ADMIN_TOKEN);
@@ -41,19 +41,8 @@ interface Status {
   rounds?: Round[];
 }
 
-const admin = async (method: string, path: string, body?: unknown, overrides: Record<string, unknown> = REVOCABLE) =>
-  call(
-    `/admin${path}`,
-    {
-      method,
-      headers: {
-        Authorization: `Bearer ${ADMIN_TOKEN}`,
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    },
-    overrides,
-  );
+const admin = (method: string, path: string, body?: unknown, overrides: Record<string, unknown> = REVOCABLE) =>
+  adminCall(method, path, body, overrides);
 /** Bans through the admin API and returns the answer's `revocation`. */
 async function ban(
   clientId: string,

@@ -116,3 +116,22 @@ export async function clearBanRevocations(): Promise<void> {
     });
   }
 }
+
+/**
+ * Calls the admin API as a moderator with `overrides.ADMIN_TOKEN` (which turns it on): `path` under
+ * /admin, `body` sent as JSON (a string is sent as it is, for malformed bodies).
+ */
+export function adminCall(method: string, path: string, body: unknown, overrides: Record<string, unknown>) {
+  return call(
+    `/admin${path}`,
+    {
+      method,
+      headers: {
+        Authorization: `Bearer ${String(overrides.ADMIN_TOKEN)}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    },
+    overrides,
+  );
+}
