@@ -12,6 +12,8 @@
  */
 import type { AblyKey } from "../config";
 import { UPSTREAM_TIMEOUT_MS } from "../constants";
+import { callUpstream, jsonBody } from "../upstream";
+import { isPlainObject } from "../validate";
 
 /**
  * What became of one revocation. `retryable` failures (Ably answered 429 or 5xx, or not at all)
@@ -32,35 +34,50 @@ export async function revokeClientTokens(
   clientId: string,
   issuedBefore?: number,
 ): Promise<Revocation> {
-  const failed = (reason: string, retryable: boolean): Revocation => ({ status: "failed", reason, retryable });
-  let response: Response;
+  const init = {
+    method: "POST",
+    headers: {
+      Authorization: `Basic ${btoa(`${key.keyName}:${key.secret}`)}`,
+      "Content-Type": "application/json",
+      Accept: "application/json",
+    },
+    body: JSON.stringify({ targets: [`clientId:${clientId}`], issuedBefore }),
+    timeoutMs: UPSTREAM_TIMEOUT_MS,
+    accept: [201],
+  };
+  const unreachable = (why: string) =>
+    new Failed(why === "timed out" ? "Ably did not answer in time" : "Ably could not be reached", true);
+  const refused = (status: number) => new Failed(`Ably answered HTTP ${status}`, status === 429 || status >= 500);
+  let results: unknown;
   try {
-    response = await fetch(`${restUrl}/keys/${encodeURIComponent(key.keyName)}/revokeTokens`, {
-      method: "POST",
-      headers: {
-        Authorization: `Basic ${btoa(`${key.keyName}:${key.secret}`)}`,
-        "Content-Type": "application/json",
-        Accept: "application/json",
-      },
-      body: JSON.stringify({ targets: [`clientId:${clientId}`], issuedBefore }),
-      redirect: "manual",
-      signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
-    });
+    const response = await callUpstream(
+      `${restUrl}/keys/${encodeURIComponent(key.keyName)}/revokeTokens`,
+      init,
+      unreachable,
+      refused,
+    );
+    // Revoked once Ably said 201; the body only adds what it applied.
+    results = await jsonBody<unknown>(response, unreachable).catch(() => undefined);
   } catch (error) {
-    const timedOut = (error as Error).name === "TimeoutError";
-    return failed(timedOut ? "Ably did not answer in time" : "Ably could not be reached", true);
-  }
-  if (response.status !== 201) {
-    await response.body?.cancel();
-    return failed(`Ably answered HTTP ${response.status}`, response.status === 429 || response.status >= 500);
+    if (error instanceof Failed) return { status: "failed", reason: error.message, retryable: error.retryable };
+    throw error;
   }
   // One result per target; a target Ably could not revoke carries an `error` instead.
-  const results = await response.json<unknown>().catch(() => undefined);
   const [result] = Array.isArray(results) ? (results as unknown[]) : [];
-  const fields = typeof result === "object" && result !== null ? (result as Record<string, unknown>) : {};
-  if ("error" in fields) return failed("Ably refused to revoke this clientId", false);
+  const fields = isPlainObject(result) ? result : {};
+  if ("error" in fields) return { status: "failed", reason: "Ably refused to revoke this clientId", retryable: false };
   return {
     status: "revoked",
     issuedBefore: typeof fields.issuedBefore === "number" ? fields.issuedBefore : issuedBefore,
   };
+}
+
+/** A revocation that did not happen, and whether trying again may help. */
+class Failed extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
 }
