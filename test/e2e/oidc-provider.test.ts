@@ -78,7 +78,7 @@ let strangerKey: JWK;
 
 /** When each location last fetched the JWKS, as seen from here: between `from` and `to`. */
 const lastFetch = { main: { from: 0, to: 0 }, second: { from: 0, to: 0 } };
-/** When the location that never had the keys last failed to reach the provider. */
+/** When the location that never had the keys had answered its failure to reach the provider (its failed ask came before). */
 let freshFailedAt = 0;
 
 beforeAll(async () => {
@@ -306,8 +306,8 @@ describe("when the provider is down", () => {
 
   it("answers a location that never had the keys with a prompt 503 and Retry-After", async () => {
     const started = Date.now();
-    freshFailedAt = started;
     const response = await auth(fresh, secondKey.get("user-1")!);
+    freshFailedAt = Date.now(); // the worker's failed ask happened before it answered
     expect(Date.now() - started).toBeLessThan(PROMPT_MS);
     expect(response.headers.get("retry-after")).toBe(String(RETRY_AFTER_SECONDS));
     expect(await refusal(response, 503)).toBe("identity-provider-unavailable");
