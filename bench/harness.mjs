@@ -76,7 +76,14 @@ export const workerBindings = (idp, scenario) => ({
  * the bundle is and its size as wrangler reports it.
  */
 export async function buildBundle(outdir, { entry, flags = [] } = {}) {
-  const args = ["deploy", "--dry-run", "--outdir", outdir, ...flags, ...(entry ? [entry] : [])];
+  // Another entry gets a configuration of its own: wrangler.toml's bindings (its Durable Object
+  // among them) belong to the worker, and wrangler refuses an entry that does not export them.
+  const config = entry ? `${outdir}.wrangler.json` : undefined;
+  if (config) {
+    const own = { name: "bench-entry", main: join(ROOT, entry), compatibility_date: COMPATIBILITY_DATE, minify: true };
+    await writeFile(config, JSON.stringify(own));
+  }
+  const args = ["deploy", "--dry-run", "--outdir", outdir, ...flags, ...(config ? ["--config", config] : [])];
   const { stdout } = await promisify(execFile)(WRANGLER, args, { cwd: ROOT, env: wranglerEnv });
   const [, total, gzip] = /Total Upload: ([\d.]+) KiB \/ gzip: ([\d.]+) KiB/.exec(stdout);
   const file = join(outdir, entry ? `${basename(entry).replace(/\.[mc]?[jt]s$/, "")}.js` : "index.js");
