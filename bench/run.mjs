@@ -134,7 +134,11 @@ function workerdPids() {
  * module loader's start-up.
  */
 async function globalScope(file, emptyFile) {
+  // The bundle imports cloudflare:workers (the Durable Object's base class), which Node lacks: a stub stands in.
   const script = `
+    const { registerHooks } = await import("node:module");
+    const stub = "data:text/javascript,export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }";
+    registerHooks({ resolve: (specifier, context, next) => specifier === "cloudflare:workers" ? { url: stub, shortCircuit: true } : next(specifier, context) });
     await import(${JSON.stringify(pathToFileURL(emptyFile).href)});
     const calls = { fetch: 0, importKey: 0, caches: 0 };
     globalThis.fetch = async () => { calls.fetch++; throw new Error("no I/O at global scope"); };
