@@ -299,6 +299,7 @@ async function buildCpuWorker(dir) {
     format: "esm",
     platform: "browser",
     conditions: ["workerd", "worker", "browser"], // what wrangler resolves with
+    external: ["cloudflare:*"], // the runtime's own modules, as wrangler leaves them
     target: "es2022",
     logLevel: "error",
   });
