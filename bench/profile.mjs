@@ -39,14 +39,15 @@ const targets = positionals.length > 0 ? positionals : ["worker", "bare"];
 
 /** One DevTools Protocol session over the inspector's WebSocket. */
 async function devtools(inspectorPort) {
-  let targetsList;
-  for (let tries = 0; !targetsList; tries++) {
+  // The inspector may answer before the worker is loaded, with no target yet: wait for one.
+  let targetsList = [];
+  for (let tries = 0; targetsList.length === 0; tries++) {
     targetsList = await fetch(`http://127.0.0.1:${inspectorPort}/json/list`).then(
       (r) => r.json(),
-      () => undefined,
+      () => [],
     );
-    if (!targetsList && tries > 100) throw new Error("workerd's inspector did not answer");
-    if (!targetsList) await new Promise((resolve) => setTimeout(resolve, 50));
+    if (targetsList.length === 0 && tries > 100) throw new Error("workerd's inspector did not answer");
+    if (targetsList.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const main =
     targetsList.find((t) => t.id === "main" || t.title === "main" || /\/main$/.test(t.webSocketDebuggerUrl)) ??
