@@ -84,7 +84,7 @@ export function templateFault(resource: string): string | undefined {
 export function templateClash(resources: readonly string[]): [string, string] | undefined {
   const heads = [...new Set(resources)]
     .filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))
-    .map((r) => ({ resource: r, segments: r.slice(0, r.indexOf(CLIENT_ID_PLACEHOLDER)).split(":").slice(0, -1) }));
+    .map((r) => ({ resource: r, segments: aroundPlaceholder(r).before }));
   for (const [i, a] of heads.entries()) {
     for (const b of heads.slice(i + 1)) {
       if (a.segments.length === b.segments.length) continue;
@@ -108,10 +108,7 @@ export function templateCapture(resources: readonly string[]): [string, string] 
     (r) => !r.includes(CLIENT_ID_PLACEHOLDER) && !r.startsWith("[") && !r.split(":").includes("*"),
   );
   for (const template of names.filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))) {
-    // Whole segments around the placeholder (templateFault): "dm:" + "{clientId}" + ":*".
-    const [head = "", tail = ""] = template.split(CLIENT_ID_PLACEHOLDER);
-    const before = head === "" ? [] : head.split(":").slice(0, -1);
-    const after = tail === "" ? [] : tail.split(":").slice(1);
+    const { before, after } = aroundPlaceholder(template);
     for (const literal of literals) {
       const segments = literal.split(":");
       if (segments.length < before.length + 1 + after.length) continue;
@@ -120,6 +117,15 @@ export function templateCapture(resources: readonly string[]): [string, string] 
     }
   }
   return undefined;
+}
+
+/** The whole segments before and after a template's placeholder (see templateFault): `dm:{clientId}:*` → [dm], [*]. */
+function aroundPlaceholder(template: string): { before: string[]; after: string[] } {
+  const [head = "", tail = ""] = template.split(CLIENT_ID_PLACEHOLDER);
+  return {
+    before: head === "" ? [] : head.split(":").slice(0, -1),
+    after: tail === "" ? [] : tail.split(":").slice(1),
+  };
 }
 
 /** Everything any of `capabilities` allows: resources merged, operations united. */

@@ -28,26 +28,36 @@ export function clientIdFault(value: unknown): string | undefined {
   return undefined;
 }
 
+/** What clientIdFor needs of a provider: the prefix of its users' clientIds. */
+interface Prefixed {
+  readonly clientIdPrefix: string;
+}
+
 /**
- * The clientId of `userId` from the provider with `prefix`, or why it cannot have one. `prefixes`
- * are every configured provider's: two providers' users never share a clientId, because an id that
- * falls inside a longer prefix (`corp:` + `eu:alice` with another provider at `corp:eu:`) or is a
- * segment-wise beginning of one (`corp` beside a provider at `corp:`) is refused. Equal prefixes of
- * two providers are refused when the configuration is read.
+ * The clientId of `userId` from `provider`, or why it cannot have one. `providers` are every
+ * configured one: two providers' users never share a clientId, because an id that falls inside a
+ * longer prefix (`corp:` + `eu:alice` with another provider at `corp:eu:`) or is a segment-wise
+ * beginning of one (`corp` beside a provider at `corp:`) is refused. Equal prefixes of two
+ * providers are refused when the configuration is read, and a prefix is checked then too, so
+ * whatever is wrong with the whole id is the user id's fault.
  */
 export function clientIdFor(
   userId: unknown,
-  prefix: string,
-  prefixes: readonly string[],
+  provider: Prefixed,
+  providers: readonly Prefixed[],
 ): { id: string } | { fault: string } {
-  if (typeof userId === "string" && userId.includes(":")) {
-    return { fault: "contains a colon, which separates channel segments" };
-  }
-  const fault = clientIdFault(userId) ?? (prefix === "" ? undefined : clientIdFault(prefix + (userId as string)));
+  if (typeof userId !== "string" || userId === "") return { fault: "is not a non-empty string" };
+  if (userId.includes(":")) return { fault: "contains a colon, which separates channel segments" };
+  const prefix = provider.clientIdPrefix;
+  const id = prefix + userId;
+  const fault = clientIdFault(id);
   if (fault) return { fault };
-  const id = prefix + (userId as string);
-  const other = prefixes.find((p) => (p.length > prefix.length && id.startsWith(p)) || p.startsWith(`${id}:`));
-  if (other !== undefined)
-    return { fault: `falls inside the clientIds of the provider with prefix ${JSON.stringify(other)}` };
+  const other = providers.find(
+    (p) =>
+      (p.clientIdPrefix.length > prefix.length && id.startsWith(p.clientIdPrefix)) ||
+      p.clientIdPrefix.startsWith(`${id}:`),
+  );
+  if (other)
+    return { fault: `falls inside the clientIds of the provider with prefix ${JSON.stringify(other.clientIdPrefix)}` };
   return { id };
 }

@@ -251,14 +251,7 @@ function rolesAt(payload: Readonly<Record<string, unknown>>, path: readonly stri
 function clientIdFrom(payload: JWTPayload, provider: ProviderConfig, providers: readonly ProviderConfig[]): string {
   const claim = provider.clientIdClaim;
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  const result =
-    value === undefined
-      ? { fault: "is missing" }
-      : clientIdFor(
-          value,
-          provider.clientIdPrefix,
-          providers.map((p) => p.clientIdPrefix),
-        );
+  const result = value === undefined ? { fault: "is missing" } : clientIdFor(value, provider, providers);
   if ("fault" in result) throw new Problem("client-id-invalid", `The identity token's ${claim} claim ${result.fault}.`);
   return result.id;
 }

@@ -144,14 +144,15 @@ async function askProvider<T extends { readonly fetchedAt: number; readonly aske
   last: T | undefined,
 ): Promise<T> {
   const now = Date.now();
+  const usable = last && now < last.fetchedAt + JWKS_STALE_IF_ERROR_MS ? last : undefined;
   const failed = failures.get(id);
-  if (failed && !last && now < failed.at + FAILED_ASK_MEMORY_MS) throw failed.error;
+  if (failed && !usable && now < failed.at + FAILED_ASK_MEMORY_MS) throw failed.error;
   try {
     const fresh = await ask(now);
     failures.delete(id);
     return fresh;
   } catch (error) {
-    if (last && now < last.fetchedAt + JWKS_STALE_IF_ERROR_MS) return { ...last, askedAt: now };
+    if (usable) return { ...usable, askedAt: now };
     failures.set(id, { at: now, error });
     throw error;
   }
