@@ -148,6 +148,38 @@ describe("wrangler dev, called over HTTP", () => {
     expect((await call("/auth", { sub: "mallory" })).status).toBe(200);
   });
 
+  // Ids that once reached other users' channels or broke the ban list (SECURITY.md, "Holes found and
+  // closed"), sent over HTTP as a hostile user would send them.
+  it.each([
+    ["bob$'", 200],
+    ["bob$`", 200],
+    ["bob$&", 200],
+    ["bob$$", 200],
+    ["😀".repeat(64), 200], // 256 bytes
+    ["a".repeat(256), 200],
+    ["a".repeat(257), 401],
+    ["evader\ud800", 401],
+    ["alice:bob", 401],
+  ])("gives the id %j its own channel only, or refuses it with %i", async (sub, status) => {
+    const own = await call("/auth", { sub });
+    expect(own.status).toBe(status);
+    if (status !== 200) {
+      expect((await own.json<{ type: string }>()).type).toMatch(/client-id-invalid$/);
+      return;
+    }
+    const claims = await verifyAsAbly(await own.text());
+    expect(claims.capability).toEqual({ [`private:${sub}`]: ["history", "presence", "publish", "subscribe"] });
+    const capability = encodeURIComponent('{"private:bob":["*"]}');
+    expect((await call(`/auth?capability=${capability}`, { sub })).status).toBe(403);
+  });
+
+  it("bans an id with replacement patterns through `wrangler kv key put`, and only that id", async () => {
+    await kv("put", "bob$'", '{"reason":"spam"}');
+    expect((await call("/auth", { sub: "bob$'" })).status).toBe(403);
+    expect((await call("/auth", { sub: "bob" })).status).toBe(200);
+    await kv("delete", "bob$'");
+  });
+
   it("answers a preflight from an allowed origin that asks to send Authorization", async () => {
     const response = await call("/auth", {
       method: "OPTIONS",
