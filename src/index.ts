@@ -8,7 +8,10 @@
  * Each step is a call into the module named for it; the first failure answers, as a problem
  * document built in errors.ts.
  */
-import { type Context, Hono } from "hono";
+import type { Context } from "hono";
+// hono/tiny: the PatternRouter, a regular expression per route made as it is added, so nothing is
+// compiled on the first request; 2.5 KiB gzip smaller than the default router (docs/performance.md).
+import { Hono } from "hono/tiny";
 import { grantFor, signAblyToken } from "./ably/ably-token";
 import { admin, adminAuth } from "./bans/admin";
 import { refuseBanned } from "./bans/bans";
@@ -78,12 +81,6 @@ app.on(["GET", "POST"], "/auth", async (c) => {
 
 app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
 app.route("/admin", admin);
-
-// Hono's RegExpRouter compiles every route into one matcher on its first match: on an isolate's
-// first request, the largest part of that request's extra CPU in the profile of docs/performance.md. Done here it
-// is startup instead, which Cloudflare runs while the first request's TLS handshake is still going
-// on. No I/O; routes added after this would throw, so this stays last.
-app.router.match("GET", "/auth");
 
 export default app;
 // The Durable Object class behind the BAN_REVOCATIONS binding: workerd finds it among the exports.

@@ -10,7 +10,8 @@
  *   POST   /admin/bans/{clientId}/revoke  → revocation for a ban written straight into KV
  *   GET    /admin/bans?cursor=            → { bans: [...], cursor } (100 a page; cursor null on the last)
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
+import { Hono } from "hono/tiny";
 import { timingSafeEqual } from "hono/utils/buffer";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
 import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
