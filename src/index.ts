@@ -16,6 +16,7 @@ import { grantFor, signAblyToken } from "./ably/ably-token";
 import { admin, adminAuth } from "./bans/admin";
 import { refuseBanned } from "./bans/bans";
 import { loadConfig } from "./config";
+import { CONSOLE_PATHS, serveConsole } from "./console";
 import { type AppEnv, allowMethods, withConfig } from "./request/context";
 import { originGuard } from "./request/cors";
 import { Problem, problemResponse } from "./errors";
@@ -78,6 +79,10 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   c.set("outcome", "issued");
   return respond(jwt, 200, c.get("requestId"), JWT_HEADERS);
 });
+
+// The moderation console's files come first, without the admin API's token check: the page holds
+// no secret, and every call it makes is authenticated (console.ts).
+app.on("GET", CONSOLE_PATHS, withConfig(), serveConsole());
 
 app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
 app.route("/admin", admin);

@@ -71,3 +71,16 @@ export function respond(
   complete.add(response);
   return response;
 }
+
+/**
+ * A page's response (the moderation console's files): `response` with the security headers, the
+ * request id and the page's own `csp` in place of the API's, which apiHeaders then leaves alone.
+ */
+export function asPage(response: Response, requestId: string, csp: string): Response {
+  const page = new Response(response.body, response);
+  for (const [name, value] of SECURITY_ENTRIES) page.headers.set(name, value);
+  page.headers.set("Content-Security-Policy", csp);
+  page.headers.set(REQUEST_ID, requestId);
+  complete.add(page);
+  return page;
+}
