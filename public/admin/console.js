@@ -225,7 +225,14 @@ function roundTable(round) {
     el(
       "thead",
       {},
-      el("tr", {}, el("th", {}, "Attempt at"), el("th", {}, "issuedBefore"), el("th", {}, "Outcome"), el("th", {}, "Reason")),
+      el(
+        "tr",
+        {},
+        el("th", {}, "Attempt at"),
+        el("th", {}, "issuedBefore"),
+        el("th", {}, "Outcome"),
+        el("th", {}, "Reason"),
+      ),
     ),
     el("tbody", {}, ...attempts),
   );

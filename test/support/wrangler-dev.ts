@@ -2,6 +2,7 @@
  * `wrangler dev` in a child process on 127.0.0.1, for the e2e suites: started with the given
  * variables, ready when /healthz answers 200, stopped with its whole process group; restartable on
  * the same port and persisted state (KV, Durable Objects and their alarms), as a deploy would be.
+ * The auth endpoint by default; another worker (the development identity provider) on request.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -44,15 +45,27 @@ export interface WranglerDev {
   stop(): Promise<void>;
 }
 
+export interface WranglerDevOptions {
+  /** Another worker's configuration, such as dev/idp/wrangler.toml; default the auth endpoint's. */
+  config?: string;
+  /** A fixed port (the development identity provider's is 8788); default a free one. */
+  port?: number;
+  /** The path that answers 200 once the worker is up; default /healthz. */
+  readyPath?: string;
+}
+
 /**
  * Starts the worker of `wrangler.toml` with `vars` (as `--var`, which beats wrangler.toml) and an
  * empty env file, which replaces .dev.vars so a developer's local secrets cannot leak in.
  */
-export async function startWranglerDev(vars: Record<string, string>): Promise<WranglerDev> {
+export async function startWranglerDev(
+  vars: Record<string, string>,
+  { config, port: fixedPort, readyPath = "/healthz" }: WranglerDevOptions = {},
+): Promise<WranglerDev> {
   const persistTo = await mkdtemp(join(tmpdir(), "ably-edge-auth-e2e-"));
   const emptyEnvFile = join(persistTo, "empty.env");
   await writeFile(emptyEnvFile, "");
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const base = `http://127.0.0.1:${port}`;
   let output = "";
   let child: ChildProcess | undefined;
@@ -71,12 +84,13 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
     await rm(persistTo, { recursive: true, force: true });
   };
 
-  /** Starts wrangler dev and waits for /healthz; stops everything if it never gets there. */
+  /** Starts wrangler dev and waits for its ready path; stops everything if it never gets there. */
   const launch = async () => {
     const started: ChildProcess = spawn(
       WRANGLER,
       [
         "dev",
+        ...(config ? ["-c", config] : []),
         "--ip",
         "127.0.0.1",
         "--port",
@@ -107,7 +121,7 @@ export async function startWranglerDev(vars: Record<string, string>): Promise<Wr
         throw new Error(`wrangler dev exited early:\n${output}`);
       }
       if (
-        await fetch(`${base}/healthz`).then(
+        await fetch(`${base}${readyPath}`).then(
           (r) => r.ok,
           () => false,
         )

@@ -1,0 +1,248 @@
+/**
+ * The moderation console as a moderator meets it: headless Chromium on /admin/ of `wrangler dev`
+ * (the console's files served from public/admin/ as Workers Static Assets, through the worker).
+ * A moderator signs in with the admin token, bans a user with a reason that is markup, sees it
+ * listed as text (no element made of it, no script run, nothing the CSP had to block), and the user
+ * is refused at /auth until the ban is lifted. Over HTTP: which paths the assets answer, with which
+ * headers, with the admin API on and off.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ablyRest } from "../support/ably-rest";
+import { launchBrowser, type OpenedPage, openPage } from "../support/browser";
+import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
+import { type Served, serve } from "../support/node-server";
+import { identityToken } from "../support/tokens";
+import { ROOT, startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
+
+const ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef0123456789";
+const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+/** A reason that would make an element, and run a script, if the page ever parsed it as HTML. */
+const MARKUP = "<img src=x onerror=alert(1)>";
+/** Where the screenshot goes; CONSOLE_SCREENSHOT=docs/console.png renews the README's. */
+const SCREENSHOT = process.env.CONSOLE_SCREENSHOT ?? "/tmp/console-e2e.png";
+/** How long the page may take to show what a click asked for: everything is on 127.0.0.1. */
+const UI_WAIT_MS = 5_000;
+
+/**
+ * Cloudflare Access as the development identity provider plays it on its fixed address, which
+ * .dev.vars.example's Access settings name: its login sets the CF_Authorization cookie for
+ * 127.0.0.1 (cookies ignore the port) and sends the browser on to `redirect`.
+ */
+const DEV_ACCESS_LOGIN = "http://127.0.0.1:8788/access/login";
+/** A moderator on .dev.vars.example's allow-list. */
+const MODERATOR = "moderator@example.com";
+
+/** The development settings of `npm run dev`, so the Access step meets the same configuration. */
+const devVars = Object.fromEntries(
+  [...readFileSync(join(ROOT, ".dev.vars.example"), "utf8").matchAll(/^([A-Z_][A-Z0-9_]*)="([^"]*)"/gm)].map((m) => [
+    m[1]!,
+    m[2]!,
+  ]),
+);
+
+let provider: Awaited<ReturnType<typeof identityProvider>>;
+let idp: Served;
+/** Ably's token revocation, stood in for on 127.0.0.1: a ban's first round succeeds there. */
+let ably: Served;
+let dev: WranglerDev;
+/** The same worker without ADMIN_TOKEN: the admin API off. */
+let off: WranglerDev;
+let browser: Browser;
+const pages: OpenedPage[] = [];
+
+beforeAll(async () => {
+  browser = await launchBrowser();
+  idp = await serve(async (origin) => {
+    provider = await identityProvider(origin);
+    return provider.handle;
+  });
+  ably = await serve(async () => ablyRest(TEST_ABLY_KEY).handle);
+  const vars = {
+    ...devVars,
+    JWT_ISSUER: provider.issuer,
+    JWT_AUDIENCE: provider.audience,
+    ABLY_API_KEY: TEST_ABLY_KEY,
+    ABLY_REVOCABLE_TOKENS: "true",
+    ABLY_REST_URL: ably.origin,
+  };
+  // One after the other: two cold starts at once on two cores can outlast the start-up timeout.
+  dev = await startWranglerDev({ ...vars, ADMIN_TOKEN });
+  // "" reads as unset (config.ts): the admin API is off.
+  off = await startWranglerDev({ ...vars, ADMIN_TOKEN: "" });
+});
+
+afterAll(async () => {
+  for (const page of pages) await page.close().catch(() => {});
+  await browser?.close();
+  await Promise.all([dev?.stop(), off?.stop(), idp?.close(), ably?.close()]);
+});
+
+/** What /auth answers for `sub`: the status and, for a refusal, the problem code. */
+async function authFor(sub: string): Promise<{ status: number; code?: string }> {
+  const jwt = await identityToken(
+    { issuer: provider.issuer, audience: provider.audience, key: provider.privateJwks.rsa },
+    { claims: { sub } },
+  );
+  const res = await fetch(`${dev.base}/auth`, { headers: { Authorization: `Bearer ${jwt}` } });
+  if (res.ok) return { status: res.status };
+  const { type } = (await res.json()) as { type: string };
+  return { status: res.status, code: type.split(":").pop() };
+}
+
+/** The console in a fresh browser context, every dialog it opens recorded (and dismissed). */
+async function openConsole(): Promise<OpenedPage & { dialogs: string[] }> {
+  const opened = await openPage(browser, `${dev.base}/admin/`);
+  pages.push(opened);
+  const dialogs: string[] = [];
+  opened.page.on("dialog", (dialog) => {
+    dialogs.push(dialog.message());
+    void dialog.dismiss();
+  });
+  return { ...opened, dialogs };
+}
+
+describe("over HTTP: what the assets answer", () => {
+  it("serves the console with its CSP and the worker's security headers", async () => {
+    for (const path of ["/admin/", "/admin/console.js", "/admin/console.css"]) {
+      const res = await fetch(`${dev.base}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-security-policy"), path).toBe(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
+          "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      );
+      expect(res.headers.get("x-frame-options"), path).toBe("DENY");
+      expect(res.headers.get("strict-transport-security"), path).toMatch(/^max-age=/);
+    }
+  });
+
+  it("answers every other path with the worker, never a file of public/", async () => {
+    for (const path of ["/", "/index.html", "/admin/index.html", "/console.js", "/admin/nothing.js"]) {
+      const res = await fetch(`${dev.base}${path}`, { redirect: "manual" });
+      expect(res.headers.get("content-type"), path).toBe("application/problem+json");
+      expect([401, 404], path).toContain(res.status);
+    }
+  });
+
+  it("is the 404 problem everywhere under /admin when the admin API is off", async () => {
+    for (const path of ["/admin", "/admin/", "/admin/console.js", "/admin/console.css"]) {
+      const res = await fetch(`${off.base}${path}`, { redirect: "manual" });
+      expect(res.status, path).toBe(404);
+      expect(((await res.json()) as { type: string }).type, path).toMatch(/:not-found$/);
+    }
+  });
+});
+
+describe("in Chromium", () => {
+  it("signs in with the token, bans with a reason shown as text, and the ban holds at /auth until lifted", async () => {
+    const sub = "console-mallory";
+    expect(await authFor(sub)).toEqual({ status: 200 });
+    const { page, log, dialogs } = await openConsole();
+
+    await page.fill("#token", ADMIN_TOKEN);
+    await page.click("#sign-in-form button");
+    await page.locator("#who", { hasText: "signed in with the admin token" }).waitFor({ timeout: UI_WAIT_MS });
+
+    // A second ban first, so the list (and the screenshot) holds more than one.
+    await page.fill("#ban-client-id", "console-spammer");
+    await page.fill("#ban-reason", "Spamming #general");
+    await page.selectOption("#ban-duration", "604800");
+    await page.click("#ban-form button");
+    await page.locator("#bans tr", { hasText: "console-spammer" }).waitFor({ timeout: UI_WAIT_MS });
+
+    await page.fill("#ban-client-id", sub);
+    await page.fill("#ban-reason", MARKUP);
+    await page.selectOption("#ban-duration", "custom");
+    await page.fill("#ban-custom-amount", "2");
+    await page.selectOption("#ban-custom-unit", "3600");
+    await page.click("#ban-form button");
+    const row = page.locator("#bans tr", { hasText: sub });
+    await row.waitFor({ timeout: UI_WAIT_MS });
+
+    // The reason as the moderator typed it, in the list and in the ban's details; no element made of it.
+    expect(await row.locator("td").nth(1).textContent()).toBe(MARKUP);
+    expect(await page.locator("#detail dd").first().textContent()).toBe(MARKUP);
+    expect(await page.locator("img").count()).toBe(0);
+    // Its revocation: the first round done at once, the second due once the ban is everywhere.
+    expect(await page.locator("#detail .countdown").textContent()).toMatch(/^in \d+ min \d+ s/);
+    expect(await page.locator("#detail caption").allTextContents()).toEqual([
+      expect.stringMatching(/^Round at-ban: revoked, due /),
+      expect.stringMatching(/^Round after-propagation: pending, due /),
+    ]);
+    expect(await page.locator("#detail table.round").first().locator("tbody td").nth(2).textContent()).toBe("revoked");
+    // The ban as the API stored it: two hours, by the token.
+    const stored = (await (await fetch(`${dev.base}/admin/bans/${sub}`, { headers: ADMIN })).json()) as {
+      reason: string;
+      until: string;
+      bannedAt: string;
+    };
+    expect(stored.reason).toBe(MARKUP);
+    expect(Date.parse(stored.until) - Date.parse(stored.bannedAt)).toBe(2 * 3600 * 1000);
+
+    expect(await authFor(sub)).toEqual({ status: 403, code: "user-banned" });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    await row.getByRole("button", { name: "Lift" }).click();
+    await row.waitFor({ state: "detached", timeout: UI_WAIT_MS });
+    expect(await page.locator("#message").textContent()).toBe(`Lifted the ban on ${sub}.`);
+    expect(await authFor(sub)).toEqual({ status: 200 });
+
+    expect(dialogs, "no script ran from the reason").toEqual([]);
+    expect(log.filter((line) => /Content.Security.Policy|pageerror/i.test(line))).toEqual([]);
+  });
+
+  // Needs the back end of branch `access`: GET /admin/whoami, the worker's Cloudflare Access check
+  // (with its settings in .dev.vars.example) and the development identity provider's /access/login.
+  // Until they are merged, whoami is 404 and this case is skipped.
+  it("signs in through Cloudflare Access, with no token, and bans in the moderator's name", async (ctx) => {
+    if ((await fetch(`${dev.base}/admin/whoami`, { headers: ADMIN })).status === 404) {
+      ctx.skip("GET /admin/whoami is not there yet (the back end of branch access)");
+    }
+    // On the port its Access settings name: nothing else may be listening there (no `npm run dev`).
+    const access = await startWranglerDev(
+      { AUTH_URL: dev.base },
+      { config: "dev/idp/wrangler.toml", port: 8788, readyPath: "/.well-known/openid-configuration" },
+    );
+    try {
+      const redirect = encodeURIComponent(`${dev.base}/admin/`);
+      const opened = await openPage(browser, `${DEV_ACCESS_LOGIN}?email=${MODERATOR}&redirect=${redirect}`);
+      pages.push(opened);
+      const { page } = opened;
+      await page
+        .locator("#who", { hasText: `signed in as ${MODERATOR} (Cloudflare Access)` })
+        .waitFor({ timeout: UI_WAIT_MS });
+      expect(await page.locator("#sign-in").isVisible()).toBe(false);
+
+      await page.fill("#ban-client-id", "console-access-target");
+      await page.click("#ban-form button");
+      const row = page.locator("#bans tr", { hasText: "console-access-target" });
+      await row.waitFor({ timeout: UI_WAIT_MS });
+      expect(await row.locator("td").nth(2).textContent()).toBe(MODERATOR);
+      await row.getByRole("button", { name: "Lift" }).click();
+      await row.waitFor({ state: "detached", timeout: UI_WAIT_MS });
+    } finally {
+      await access.stop();
+    }
+  });
+
+  it("shows the API's problem plainly: a wrong token, then a ban that does not exist", async () => {
+    const { page } = await openConsole();
+    await page.fill("#token", "not-the-admin-token-0123456789abcdef");
+    await page.click("#sign-in-form button");
+    const message = page.locator("#message.error");
+    await message.waitFor({ timeout: UI_WAIT_MS });
+    expect(await message.textContent()).toBe(
+      "Admin token missing or wrong: Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.",
+    );
+    expect(await page.locator("#sign-in").isVisible()).toBe(true);
+
+    await page.fill("#token", ADMIN_TOKEN);
+    await page.click("#sign-in-form button");
+    await page.fill("#find-client-id", "nobody-banned");
+    await page.click("#find-form button");
+    await page.locator("#message.error", { hasText: "nobody-banned" }).waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator("#message").textContent()).toBe("No ban for this clientId: nobody-banned is not banned.");
+  });
+});
