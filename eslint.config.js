@@ -24,4 +24,6 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: globals.node },
   },
+  // The moderation console's script runs in the browser, not in Node.
+  { files: ["public/**/*.js"], languageOptions: { globals: globals.browser } },
 );

@@ -88,7 +88,7 @@ async function authFor(sub: string): Promise<{ status: number; code?: string }> 
   );
   const res = await fetch(`${dev.base}/auth`, { headers: { Authorization: `Bearer ${jwt}` } });
   if (res.ok) return { status: res.status };
-  const { type } = (await res.json()) as { type: string };
+  const { type } = await res.json<{ type: string }>();
   return { status: res.status, code: type.split(":").pop() };
 }
 
@@ -130,7 +130,7 @@ describe("over HTTP: what the assets answer", () => {
     for (const path of ["/admin", "/admin/", "/admin/console.js", "/admin/console.css"]) {
       const res = await fetch(`${off.base}${path}`, { redirect: "manual" });
       expect(res.status, path).toBe(404);
-      expect(((await res.json()) as { type: string }).type, path).toMatch(/:not-found$/);
+      expect((await res.json<{ type: string }>()).type, path).toMatch(/:not-found$/);
     }
   });
 });
@@ -173,11 +173,9 @@ describe("in Chromium", () => {
     ]);
     expect(await page.locator("#detail table.round").first().locator("tbody td").nth(2).textContent()).toBe("revoked");
     // The ban as the API stored it: two hours, by the token.
-    const stored = (await (await fetch(`${dev.base}/admin/bans/${sub}`, { headers: ADMIN })).json()) as {
-      reason: string;
-      until: string;
-      bannedAt: string;
-    };
+    const stored = await (
+      await fetch(`${dev.base}/admin/bans/${sub}`, { headers: ADMIN })
+    ).json<{ reason: string; until: string; bannedAt: string }>();
     expect(stored.reason).toBe(MARKUP);
     expect(Date.parse(stored.until) - Date.parse(stored.bannedAt)).toBe(2 * 3600 * 1000);
 

@@ -43,6 +43,8 @@ describe("wrangler deploy --dry-run", () => {
     ["the development provider's address", "127.0.0.1:8788"],
     ["the development admin token", "dev-only-admin-token"],
     ["the Ably client SDK", "realtimeRequestTimeout"],
+    // Uploaded beside it as static assets (public/admin/), never bundled.
+    ["the moderation console's script", "ably-edge-auth.admin-token"],
   ])("holds nothing of %s", (_name, marker) => {
     expect(bundle).not.toContain(marker);
   });
