@@ -156,6 +156,7 @@ function when(iso) {
 
 async function openBan(clientId) {
   showDetail(await api("GET", banPath(clientId)));
+  $("detail").scrollIntoView({ block: "nearest" });
 }
 
 let countdown;
