@@ -8,9 +8,10 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ablyRest } from "../support/ably-rest";
+import { ADMIN_LIST_PAGE_SIZE } from "../../src/constants";
 import { launchBrowser, type OpenedPage, openPage } from "../support/browser";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
 import { type Served, serve } from "../support/node-server";
@@ -92,6 +93,22 @@ async function authFor(sub: string): Promise<{ status: number; code?: string }> 
   return { status: res.status, code: type.split(":").pop() };
 }
 
+/** The ban as the admin API stored it. */
+async function storedBan(clientId: string) {
+  const res = await fetch(`${dev.base}/admin/bans/${clientId}`, { headers: ADMIN });
+  return res.json<{ reason: string; until: string; bannedAt: string }>();
+}
+
+/** The stored ban's length, in hours. */
+const hoursOf = (ban: { until: string; bannedAt: string }) =>
+  (Date.parse(ban.until) - Date.parse(ban.bannedAt)) / 3_600_000;
+
+/** Signs in with `token` through the form. */
+async function signIn(page: Page, token = ADMIN_TOKEN): Promise<void> {
+  await page.fill("#token", token);
+  await page.click("#sign-in-form button");
+}
+
 /** The console in a fresh browser context, every dialog it opens recorded (and dismissed). */
 async function openConsole(): Promise<OpenedPage & { dialogs: string[] }> {
   const opened = await openPage(browser, `${dev.base}/admin/`);
@@ -141,8 +158,7 @@ describe("in Chromium", () => {
     expect(await authFor(sub)).toEqual({ status: 200 });
     const { page, log, dialogs } = await openConsole();
 
-    await page.fill("#token", ADMIN_TOKEN);
-    await page.click("#sign-in-form button");
+    await signIn(page);
     await page.locator("#who", { hasText: "signed in with the admin token" }).waitFor({ timeout: UI_WAIT_MS });
 
     // A second ban first, so the list (and the screenshot) holds more than one.
@@ -151,6 +167,7 @@ describe("in Chromium", () => {
     await page.selectOption("#ban-duration", "604800");
     await page.click("#ban-form button");
     await page.locator("#bans tr", { hasText: "console-spammer" }).waitFor({ timeout: UI_WAIT_MS });
+    expect(hoursOf(await storedBan("console-spammer"))).toBe(7 * 24);
 
     await page.fill("#ban-client-id", sub);
     await page.fill("#ban-reason", MARKUP);
@@ -172,15 +189,18 @@ describe("in Chromium", () => {
       expect.stringMatching(/^Round after-propagation: pending, due /),
     ]);
     expect(await page.locator("#detail table.round").first().locator("tbody td").nth(2).textContent()).toBe("revoked");
-    // The ban as the API stored it: two hours, by the token.
-    const stored = await (
-      await fetch(`${dev.base}/admin/bans/${sub}`, { headers: ADMIN })
-    ).json<{ reason: string; until: string; bannedAt: string }>();
+    const stored = await storedBan(sub);
     expect(stored.reason).toBe(MARKUP);
-    expect(Date.parse(stored.until) - Date.parse(stored.bannedAt)).toBe(2 * 3600 * 1000);
+    expect(hoursOf(stored)).toBe(2);
 
     expect(await authFor(sub)).toEqual({ status: 403, code: "user-banned" });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // Found by clientId: its details replace the other's.
+    await page.fill("#find-client-id", "console-spammer");
+    await page.click("#find-form button");
+    await page.locator("#detail h2", { hasText: "console-spammer" }).waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator("#detail dd").first().textContent()).toBe("Spamming #general");
 
     await row.getByRole("button", { name: "Lift" }).click();
     await row.waitFor({ state: "detached", timeout: UI_WAIT_MS });
@@ -227,8 +247,7 @@ describe("in Chromium", () => {
 
   it("shows the API's problem plainly: a wrong token, then a ban that does not exist", async () => {
     const { page } = await openConsole();
-    await page.fill("#token", "not-the-admin-token-0123456789abcdef");
-    await page.click("#sign-in-form button");
+    await signIn(page, "not-the-admin-token-0123456789abcdef");
     const message = page.locator("#message.error");
     await message.waitFor({ timeout: UI_WAIT_MS });
     expect(await message.textContent()).toBe(
@@ -236,11 +255,38 @@ describe("in Chromium", () => {
     );
     expect(await page.locator("#sign-in").isVisible()).toBe(true);
 
-    await page.fill("#token", ADMIN_TOKEN);
-    await page.click("#sign-in-form button");
+    await signIn(page);
     await page.fill("#find-client-id", "nobody-banned");
     await page.click("#find-form button");
     await page.locator("#message.error", { hasText: "nobody-banned" }).waitFor({ timeout: UI_WAIT_MS });
     expect(await page.locator("#message").textContent()).toBe("No ban for this clientId: nobody-banned is not banned.");
+  });
+
+  it("pages through the list with More, keeps the token for the tab only, and forgets it on sign-out", async () => {
+    // One more ban than a page holds, through the API.
+    const ids = Array.from({ length: ADMIN_LIST_PAGE_SIZE + 1 }, (_, i) => `console-page-${i}`);
+    const statuses = await Promise.all(
+      ids.map(async (id) => (await fetch(`${dev.base}/admin/bans/${id}`, { method: "PUT", headers: ADMIN })).status),
+    );
+    expect(new Set(statuses)).toEqual(new Set([200]));
+    const { page } = await openConsole();
+    await signIn(page);
+    const more = page.locator("#more");
+    await more.waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator("#bans tr").count()).toBe(ADMIN_LIST_PAGE_SIZE);
+    await more.click();
+    await more.waitFor({ state: "hidden", timeout: UI_WAIT_MS });
+    const listed = await page.locator("#bans td.id").allTextContents();
+    expect(listed.length).toBeGreaterThan(ADMIN_LIST_PAGE_SIZE);
+    expect(listed).toEqual(expect.arrayContaining(ids));
+
+    // A reload keeps the tab signed in; signing out forgets the token.
+    await page.reload();
+    await page.locator("#who", { hasText: "signed in" }).waitFor({ timeout: UI_WAIT_MS });
+    await page.click("#sign-out");
+    expect(await page.locator("#sign-in").isVisible()).toBe(true);
+    await page.reload();
+    await page.locator("#sign-in").waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator("#console").isVisible()).toBe(false);
   });
 });
