@@ -61,18 +61,17 @@ beforeAll(async () => {
     return provider.handle;
   });
   ably = await serve(async () => ablyRest(TEST_ABLY_KEY).handle);
-  const vars = {
+  const identity = { JWT_ISSUER: provider.issuer, JWT_AUDIENCE: provider.audience, ABLY_API_KEY: TEST_ABLY_KEY };
+  // One after the other: two cold starts at once on two cores can outlast the start-up timeout.
+  dev = await startWranglerDev({
     ...devVars,
-    JWT_ISSUER: provider.issuer,
-    JWT_AUDIENCE: provider.audience,
-    ABLY_API_KEY: TEST_ABLY_KEY,
+    ...identity,
+    ADMIN_TOKEN,
     ABLY_REVOCABLE_TOKENS: "true",
     ABLY_REST_URL: ably.origin,
-  };
-  // One after the other: two cold starts at once on two cores can outlast the start-up timeout.
-  dev = await startWranglerDev({ ...vars, ADMIN_TOKEN });
-  // "" reads as unset (config.ts): the admin API is off.
-  off = await startWranglerDev({ ...vars, ADMIN_TOKEN: "" });
+  });
+  // Nothing but what /auth needs: no way into the admin API is configured.
+  off = await startWranglerDev(identity);
 });
 
 afterAll(async () => {
@@ -91,6 +90,14 @@ async function authFor(sub: string): Promise<{ status: number; code?: string }> 
   if (res.ok) return { status: res.status };
   const { type } = await res.json<{ type: string }>();
   return { status: res.status, code: type.split(":").pop() };
+}
+
+/** A refusal of the worker as the console should show it: the problem's title and detail. */
+async function problemText(path: string, headers: Record<string, string>): Promise<string> {
+  const { title, detail } = await (
+    await fetch(`${dev.base}${path}`, { headers })
+  ).json<{ title: string; detail: string }>();
+  return `${title}: ${detail}`;
 }
 
 /** The ban as the admin API stored it. */
@@ -251,7 +258,7 @@ describe("in Chromium", () => {
     const message = page.locator("#message.error");
     await message.waitFor({ timeout: UI_WAIT_MS });
     expect(await message.textContent()).toBe(
-      "Admin token missing or wrong: Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.",
+      await problemText("/admin/whoami", { Authorization: "Bearer not-the-admin-token-0123456789abcdef" }),
     );
     expect(await page.locator("#sign-in").isVisible()).toBe(true);
 
@@ -259,7 +266,7 @@ describe("in Chromium", () => {
     await page.fill("#find-client-id", "nobody-banned");
     await page.click("#find-form button");
     await page.locator("#message.error", { hasText: "nobody-banned" }).waitFor({ timeout: UI_WAIT_MS });
-    expect(await page.locator("#message").textContent()).toBe("No ban for this clientId: nobody-banned is not banned.");
+    expect(await page.locator("#message").textContent()).toBe(await problemText("/admin/bans/nobody-banned", ADMIN));
   });
 
   it("pages through the list with More, keeps the token for the tab only, and forgets it on sign-out", async () => {
