@@ -53,31 +53,29 @@ function say(text, isError = false) {
   message.hidden = text === "";
 }
 
-/** Runs a user's action, showing its failure; a refused sign-in sends them back to sign in. */
+/** Runs a user's action, showing its failure; a refused credential sends them back to sign in. */
 async function act(action) {
   try {
     say("");
     await action();
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) signOut();
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) signOut();
     say(error.message, true);
   }
 }
 
 // ---- signing in ----
 
-/**
- * Who is signed in: `{ moderator, via }`, or null. A back end without /admin/whoami answers 404
- * to an accepted token: signed in by the token, with no name.
- */
+/** Who is signed in: `{ moderator, via }`, or null before any credential. */
 async function whoami() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
   try {
     return await api("GET", "/admin/whoami");
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    if (error.status === 404 && sessionStorage.getItem(TOKEN_KEY)) return { moderator: null, via: "token" };
-    if (error.status === 401 && sessionStorage.getItem(TOKEN_KEY)) throw error;
-    return null;
+    if (error.status === 401 && !token) return null;
+    // A back end without /admin/whoami answers 404 to an accepted token: signed in, with no name.
+    if (error.status === 404 && token) return { moderator: null, via: "token" };
+    throw error;
   }
 }
 

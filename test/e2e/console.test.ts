@@ -230,11 +230,21 @@ describe("in Chromium", () => {
       { AUTH_URL: dev.base },
       { config: "dev/idp/wrangler.toml", port: 8788, readyPath: "/.well-known/openid-configuration" },
     );
-    try {
-      const redirect = encodeURIComponent(`${dev.base}/admin/`);
-      const opened = await openPage(browser, `${DEV_ACCESS_LOGIN}?email=${MODERATOR}&redirect=${redirect}`);
+    const redirect = encodeURIComponent(`${dev.base}/admin/`);
+    /** The console in a fresh browser context, signed in to Access as `email`. */
+    const signedInAs = async (email: string) => {
+      const opened = await openPage(browser, `${DEV_ACCESS_LOGIN}?email=${email}&redirect=${redirect}`);
       pages.push(opened);
-      const { page } = opened;
+      return opened.page;
+    };
+    try {
+      // Verified by Access, but not on MODERATORS: the worker's own refusal, and the token form.
+      const outsider = await signedInAs("someone@elsewhere.example");
+      await outsider.locator("#message.error", { hasText: "MODERATORS" }).waitFor({ timeout: UI_WAIT_MS });
+      expect(await outsider.locator("#sign-in").isVisible()).toBe(true);
+      expect(await outsider.locator("#console").isVisible()).toBe(false);
+
+      const page = await signedInAs(MODERATOR);
       await page
         .locator("#who", { hasText: `signed in as ${MODERATOR} (Cloudflare Access)` })
         .waitFor({ timeout: UI_WAIT_MS });
