@@ -26,6 +26,8 @@ export function serveConsole(): Handler<AppEnv> {
     if (c.get("config").adminToken === undefined) {
       throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN).");
     }
+    // A success in the log even as a redirect (/admin) or 304 (a revalidated file): nothing was refused.
+    c.set("outcome", "ok");
     return asPage(await c.env.ASSETS.fetch(c.req.raw), c.get("requestId"), CONSOLE_CSP);
   };
 }

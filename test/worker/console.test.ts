@@ -39,6 +39,14 @@ describe("the console with the admin API on", () => {
     expect(res.headers.get("x-request-id")).toBeTruthy();
   });
 
+  it("revalidates a file the browser holds: 304, still with the console's CSP", async () => {
+    const etag = (await call("/admin/console.js", {}, ADMIN)).headers.get("etag");
+    expect(etag).toBeTruthy();
+    const res = await call("/admin/console.js", { headers: { "If-None-Match": etag! } }, ADMIN);
+    expect(res.status).toBe(304);
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+  });
+
   it("sends /admin on to /admin/", async () => {
     const res = await call("/admin", { redirect: "manual" }, ADMIN);
     expect(res.status).toBe(307);
