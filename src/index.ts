@@ -35,7 +35,7 @@ app.use(accessLog(), apiHeaders());
 app.onError((error, c) => {
   if (error instanceof Problem) return answer(c, error);
   // Name and message only: no request data, so no token can reach the log.
-  console.error(JSON.stringify({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` }));
+  console.error({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` });
   return answer(c, new Problem("internal-error", "Something went wrong; it has been logged."));
 });
 
@@ -68,7 +68,7 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   const ip = c.req.header("CF-Connecting-IP");
   if (ip) await enforceRateLimit(config.ipRateLimiter, ip, "from this IP address");
   const params = await readTokenParams(c);
-  const identity = await verifyIdentity(token, config.providers);
+  const identity = await verifyIdentity(token, config.providers, (provider) => c.set("provider", provider.name));
   c.set("clientId", identity.clientId);
   c.set("issuer", identity.issuer);
   await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");

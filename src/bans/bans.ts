@@ -65,7 +65,7 @@ export async function banFor(
     value = await kv(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
   } catch (error) {
     if (!failOpen) throw error;
-    console.warn(JSON.stringify({ banList: "unavailable", failOpen: true }));
+    console.warn({ banList: "unavailable", failOpen: true });
     return null;
   }
   return value === null ? null : parseBan(value, now);

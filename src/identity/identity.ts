@@ -102,7 +102,12 @@ function ambientToken(c: Context, cookieName: string | undefined, headerName: st
  * algorithm), so garbage never causes a key fetch, then the signature and claims with jose (or, for
  * a hosted Netlify site, its Identity endpoint), then the provider's token-type rules.
  */
-export async function verifyIdentity(token: string, providers: readonly ProviderConfig[]): Promise<Identity> {
+export async function verifyIdentity(
+  token: string,
+  providers: readonly ProviderConfig[],
+  /** Called with the provider the token's `iss` chose, before anything is verified: the log names it for refusals too. */
+  chosen?: (provider: ProviderConfig) => void,
+): Promise<Identity> {
   let header: ProtectedHeaderParameters;
   let unverified: JWTPayload;
   try {
@@ -112,6 +117,7 @@ export async function verifyIdentity(token: string, providers: readonly Provider
     throw new Problem("identity-token-malformed", "The identity token is not a signed JWT.");
   }
   const provider = providerFor(unverified.iss, providers);
+  chosen?.(provider);
   const alg = header.alg;
   if (typeof alg !== "string" || !provider.algorithms.includes(alg)) {
     throw new Problem(

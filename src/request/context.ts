@@ -30,8 +30,8 @@ export function withConfig(): MiddlewareHandler<AppEnv> {
     const result = loadConfig(c.env);
     if (!logged.has(c.env)) {
       logged.add(c.env);
-      if (!result.ok) console.error(JSON.stringify({ misconfigured: result.problems }));
-      else if (result.warnings.length > 0) console.warn(JSON.stringify({ warnings: result.warnings }));
+      if (!result.ok) console.error({ misconfigured: result.problems });
+      else if (result.warnings.length > 0) console.warn({ warnings: result.warnings });
     }
     if (!result.ok) {
       throw new Problem("misconfigured", "The auth endpoint is misconfigured; its operator has been told why.");

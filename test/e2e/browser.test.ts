@@ -172,14 +172,8 @@ async function workerLinesDuring<T>(act: () => Promise<T>): Promise<T & { lines:
   while (!dev.output().includes(marker) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const text = dev.output().slice(start);
-  expect(text, "the marker request's log line").toContain(marker);
-  const lines = text
-    .split("\n")
-    .map((line) => line.slice(line.indexOf("{")))
-    .filter((line) => line.startsWith('{"requestId"'))
-    .map((line) => JSON.parse(line) as LogLine)
-    .filter((line) => line.requestId !== marker);
+  expect(dev.output().slice(start), "the marker request's log line").toContain(marker);
+  const lines = dev.records(start).filter((line) => line.requestId !== marker) as unknown as LogLine[];
   return { ...result, lines };
 }
 
