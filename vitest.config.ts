@@ -28,7 +28,8 @@ const localVars = existsSync(".dev.vars")
   : {};
 /** Ably's REST API for revocation: the development stand-in's (dev/ably); ably-down.test is Ably failing. */
 const ably = restHandler(createStandIn(TEST_ABLY_KEY));
-const ablyDown = () => Response.json({ error: { statusCode: 500, code: 50000, message: "internal error" } }, { status: 500 });
+const ablyDown = () =>
+  Response.json({ error: { statusCode: 500, code: 50000, message: "internal error" } }, { status: 500 });
 
 export default defineConfig({
   test: {

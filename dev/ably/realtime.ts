@@ -22,15 +22,7 @@
 import { randomUUID } from "node:crypto";
 import type { WebSocket, WebSocketServer } from "ws";
 import type { StandIn } from "./stand-in.ts";
-import {
-  type AblyError,
-  ablyError,
-  type AblyGrant,
-  allows,
-  allowsAny,
-  isError,
-  parseObject,
-} from "./token-check.ts";
+import { type AblyError, ablyError, type AblyGrant, allows, allowsAny, isError, parseObject } from "./token-check.ts";
 
 /** Protocol message actions (ably-js `actions`). */
 const Action = {
@@ -140,7 +132,9 @@ export function serveRealtime(wss: WebSocketServer, standIn: StandIn): void {
       });
     }
     attached.set(channel, (attached.get(channel) ?? new Set()).add(connection));
-    const present = allows(connection.grant.capability, channel, "subscribe") ? [...(members.get(channel)?.values() ?? [])] : [];
+    const present = allows(connection.grant.capability, channel, "subscribe")
+      ? [...(members.get(channel)?.values() ?? [])]
+      : [];
     connection.send({ action: Action.ATTACHED, channel, flags: present.length > 0 ? HAS_PRESENCE : 0 });
     if (present.length > 0) {
       // One SYNC: a channelSerial with an empty cursor after the colon ends the sync.
@@ -167,7 +161,9 @@ export function serveRealtime(wss: WebSocketServer, standIn: StandIn): void {
     const refuse = (error: AblyError) =>
       connection.send({ action: Action.NACK, msgSerial: wire.msgSerial, count: 1, error });
     if (!allows(connection.grant.capability, channel, isPresence ? "presence" : "publish")) {
-      return refuse(ablyError(40160, `Capability refused: ${isPresence ? "presence" : "publish"} on channel ${channel}`));
+      return refuse(
+        ablyError(40160, `Capability refused: ${isPresence ? "presence" : "publish"} on channel ${channel}`),
+      );
     }
     if (isPresence && own === undefined) {
       return refuse(ablyError(91000, "Unable to enter presence channel (no clientId)", 400));

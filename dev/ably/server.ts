@@ -20,7 +20,7 @@ import type { Capability } from "./token-check.ts";
  */
 export async function startAblyStandIn(apiKey: string, keyCapability: Capability = EVERYTHING, port = 0) {
   const standIn = createStandIn(apiKey, keyCapability);
-  const served = await serve(async () => restHandler(standIn), port);
+  const served = await serve(() => Promise.resolve(restHandler(standIn)), port);
   const wss = new WebSocketServer({ server: served.server });
   serveRealtime(wss, standIn);
   const listening = Number(new URL(served.origin).port);

@@ -92,7 +92,9 @@ function withinKey(requested: Capability, keyCapability: Capability): Capability
   const result: Capability = {};
   for (const [resource, ops] of Object.entries(requested)) {
     const allowed = ops.filter((op) =>
-      Object.entries(keyCapability).some(([keyResource, keyOps]) => covers(keyResource, resource) && allowsOp(keyOps, op)),
+      Object.entries(keyCapability).some(
+        ([keyResource, keyOps]) => covers(keyResource, resource) && allowsOp(keyOps, op),
+      ),
     );
     if (allowed.length > 0) result[resource] = allowed;
   }

@@ -125,11 +125,20 @@ function panel(p) {
     show("renewals", "0");
     show("refused", "–");
     show("status", "requesting…", "muted");
-    realtime = new Ably.Realtime({ ...CONFIG.ablyOptions, authCallback, clientId: sub, disconnectedRetryTimeout: 5000 });
-    realtime.connection.on((change) => {
+    const client = new Ably.Realtime({ ...CONFIG.ablyOptions, authCallback, clientId: sub, disconnectedRetryTimeout: 5000 });
+    realtime = client;
+    client.connection.on((change) => {
+      if (client !== realtime) return; // a connection this panel has replaced
       show("state", change.current, change.current === "failed" ? "bad" : change.current === "connected" ? "ok" : "");
       const reason = change.reason ? " (" + change.reason.code + " " + change.reason.message + ")" : "";
-      log("connection " + change.previous + " → " + change.current + reason, change.current === "failed" ? "bad" : "");
+      if (change.current === change.previous) return log("still connected: Ably took the new token in place" + reason);
+      log("connection " + change.previous + " → " + change.current + reason, change.reason ? "bad" : "");
+      if (change.current === "failed" || change.current === "closed") {
+        // Nothing of this connection is live any more: no token to count down, no presence set.
+        expiresAt = undefined;
+        show("countdown", "–");
+        $("presence").replaceChildren();
+      }
     });
     const lobby = realtime.channels.get(CONFIG.sharedChannel);
     lobby.subscribe((message) => item("messages", message.clientId + ": " + message.data));
@@ -158,8 +167,9 @@ function panel(p) {
             });
   };
   $("ban").onclick = async () => {
+    log("banning " + user.sub + " through the admin API…");
     const res = await fetch("/demo/bans/" + encodeURIComponent(user.sub), { method: "PUT" });
-    log(res.ok ? user.sub + " banned through the admin API: the auth endpoint revokes their tokens at Ably" : "ban failed: " + res.status, "bad");
+    log(res.ok ? user.sub + " banned: the auth endpoint revoked their tokens at Ably" : "ban failed: " + res.status, "bad");
   };
   $("unban").onclick = async () => {
     const res = await fetch("/demo/bans/" + encodeURIComponent(user.sub), { method: "DELETE" });

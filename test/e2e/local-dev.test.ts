@@ -113,8 +113,8 @@ async function startRun(cwd: string, command: string, env: NodeJS.ProcessEnv, ti
     detached: true,
   });
   let output = "";
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const run: Run = {
     child,
     output: () => output,
@@ -161,7 +161,10 @@ describe("the README's run command", () => {
       shown,
     ).toHaveLength(1);
     expect(nodes.filter(({ cmdline }) => cmdline.includes("wrangler")).length, shown).toBeGreaterThanOrEqual(2); // auth, idp
-    expect(nodes.filter(({ cmdline }) => cmdline.includes("dev/ably/main.ts")), shown).toHaveLength(1); // placeholder key
+    expect(
+      nodes.filter(({ cmdline }) => cmdline.includes("dev/ably/main.ts")),
+      shown,
+    ).toHaveLength(1); // placeholder key
     const own = join(realpathSync(checkout), "node_modules") + sep;
     for (const { exe, cmdline } of nodes) {
       // The checkout's own node_modules/node, found through the PATH that npm run gives its scripts.
@@ -306,6 +309,7 @@ describe("the demo page from `npm run dev` in an existing checkout: two users, a
       await until("b-state", /^failed$/);
       await until("a-log", /bob leave presence/);
       expect(await names("a-presence")).toEqual(["alice"]);
+      expect(await text("b-countdown")).toBe("–"); // no live token left to count down
       expect(await text("a-state")).toBe("connected");
       await page.fill("#a-text", "still here");
       await page.click("#a-send");
