@@ -9,8 +9,9 @@
  *   as Ably does; the client's AUTH swaps the token in place (a new CONNECTED), or ERROR when it is
  *   invalid or names another clientId (40102). A token left to expire: DISCONNECTED 40142, close.
  * - Revocation: a connection whose token was revoked (stand-in.ts) gets DISCONNECTED 40141, close.
- * - ATTACH: ATTACHED when the capability names the channel at all, else the channel's ERROR 40160;
- *   the presence set follows in one SYNC when the token may subscribe. DETACH: DETACHED.
+ * - ATTACH: ATTACHED when the capability names the channel at all, with the modes it allows, else
+ *   the channel's ERROR 40160; the presence set follows in one SYNC when the token may subscribe.
+ *   DETACH: DETACHED.
  * - MESSAGE: needs `publish` on the channel (NACK 40160) and no other clientId than the token's
  *   (NACK 40012); ACK, then delivered to every connection attached there that may `subscribe`,
  *   the publisher included (ably-js's echoMessages default).
@@ -47,6 +48,16 @@ const Action = {
 const Presence = { PRESENT: 1, ENTER: 2, LEAVE: 3 };
 /** ATTACHED flag: a presence SYNC follows. */
 const HAS_PRESENCE = 1;
+/**
+ * ATTACHED's channel-mode flags (ably-js `flags`), each with the capability operation that grants
+ * it: Ably grants a client that asks for no particular modes every mode its capability allows.
+ */
+const MODES: [flag: number, op: string][] = [
+  [1 << 16, "presence"], // PRESENCE
+  [1 << 17, "publish"], // PUBLISH
+  [1 << 18, "subscribe"], // SUBSCRIBE
+  [1 << 19, "subscribe"], // PRESENCE_SUBSCRIBE
+];
 
 /** Ably's per-message limit, announced in connectionDetails. */
 const MAX_MESSAGE_SIZE = 65_536;
@@ -135,7 +146,9 @@ export function serveRealtime(wss: WebSocketServer, standIn: StandIn): void {
     const present = allows(connection.grant.capability, channel, "subscribe")
       ? [...(members.get(channel)?.values() ?? [])]
       : [];
-    connection.send({ action: Action.ATTACHED, channel, flags: present.length > 0 ? HAS_PRESENCE : 0 });
+    const modes = MODES.filter(([, op]) => allows(connection.grant.capability, channel, op));
+    const flags = modes.reduce((all, [flag]) => all | flag, present.length > 0 ? HAS_PRESENCE : 0);
+    connection.send({ action: Action.ATTACHED, channel, flags });
     if (present.length > 0) {
       // One SYNC: a channelSerial with an empty cursor after the colon ends the sync.
       connection.send({

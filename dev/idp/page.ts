@@ -95,6 +95,7 @@ function panel(p) {
       const claims = decode(jwt.split(".")[1]);
       const renewal = expiresAt !== undefined;
       expiresAt = claims.exp * 1000;
+      countdown();
       show("status", "200 issued", "ok");
       show("client-id", claims["x-ably-clientId"]);
       $("token").textContent = "capability " + claims["x-ably-capability"];
@@ -108,6 +109,9 @@ function panel(p) {
     }
   }
 
+  function countdown() {
+    if (expiresAt) $("countdown").textContent = Math.max(0, Math.round((expiresAt - Date.now()) / 1000)) + " s";
+  }
   function refreshPresence(channel) {
     channel.presence.get().then((members) => {
       $("presence").replaceChildren();
@@ -175,9 +179,7 @@ function panel(p) {
     const res = await fetch("/demo/bans/" + encodeURIComponent(user.sub), { method: "DELETE" });
     log(res.ok ? user.sub + " unbanned; connect again" : "unban failed: " + res.status, res.ok ? "" : "bad");
   };
-  setInterval(() => {
-    if (expiresAt) $("countdown").textContent = Math.max(0, Math.round((expiresAt - Date.now()) / 1000)) + " s";
-  }, 500);
+  setInterval(countdown, 500);
 }
 panel("a");
 panel("b");
