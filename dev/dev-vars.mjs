@@ -11,7 +11,7 @@ export function readVars(text) {
   const vars = {};
   for (const line of text.split("\n")) {
     const [, name, value] = SETTING.exec(line) ?? [];
-    if (name) vars[name] = value.replace(/^"(.*)"$/, "$1");
+    if (name) vars[name] = value.replace(/^(["'])(.*)\1$/, "$2");
   }
   return vars;
 }

@@ -28,7 +28,7 @@ const vars = readVars(readFileSync(".dev.vars", "utf8"));
 const standIn = vars.ABLY_API_KEY === readVars(readFileSync(".dev.vars.example", "utf8")).ABLY_API_KEY;
 if (!standIn && vars.ABLY_REST_URL?.startsWith(ABLY_STAND_IN)) {
   console.log(
-    "[dev] your own Ably key is in .dev.vars but ABLY_REST_URL points at the stand-in, which runs only with the placeholder key: remove ABLY_REST_URL to revoke at Ably",
+    '[dev] your own Ably key is in .dev.vars but ABLY_REST_URL points at the stand-in, which runs only with the placeholder key: set ABLY_REST_URL="https://main.realtime.ably.net" there to revoke at Ably',
   );
 }
 

@@ -6,6 +6,7 @@
  */
 import * as Ably from "ably";
 import { SignJWT } from "jose";
+import { WebSocket } from "ws";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createAuthCallback } from "../../client/ably-auth";
 import { type AblyStandIn, startAblyStandIn } from "../../dev/ably/server";
@@ -230,6 +231,20 @@ describe("the Ably stand-in checks a token as Ably documents (so that its accept
     const jwt = await ablyJwt({ claims: { "x-ably-capability": '{"private:fake-check":["subscribe"]}' } });
     const refused = await publish(`Bearer ${btoa(jwt)}`, "private:fake-check");
     expect(refused).toMatchObject({ status: 401, errorCode: "40160", error: { code: 40160 } });
+  });
+
+  it("asks a Realtime connection to renew before its token expires (AUTH), and ends it with 40142 if it does not", async () => {
+    const iat = Math.floor(Date.now() / 1000);
+    const socket = new WebSocket(
+      `ws://127.0.0.1:${ably.port}/?format=json&access_token=${await ablyJwt({ claims: { iat, exp: iat + 2 } })}`,
+    );
+    const received: { action: number; error?: { code: number } }[] = [];
+    socket.on("message", (data: Buffer) => received.push(JSON.parse(data.toString()) as (typeof received)[number]));
+    await new Promise((resolve) => socket.once("close", resolve));
+
+    // Ably's protocol actions: CONNECTED 4, AUTH 17, DISCONNECTED 6.
+    expect(received.map((m) => m.action)).toEqual([4, 17, 6]);
+    expect(received[2]!.error).toMatchObject({ code: 40142 });
   });
 
   it("refuses a Realtime connection with a bad token: ably-js ends FAILED with Ably's 40101", async () => {
