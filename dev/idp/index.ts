@@ -18,6 +18,8 @@ interface Env {
   IDP_STATE: KVNamespace;
   /** Where the auth endpoint runs. */
   AUTH_URL: string;
+  /** The Ably stand-in's port on 127.0.0.1, set by `npm run dev` when it runs; unset: the page uses Ably. */
+  ABLY_STAND_IN_PORT?: string;
   /** The auth endpoint's ADMIN_TOKEN (a development-only value). */
   ADMIN_TOKEN: string;
   /** This provider's issuer; fixed, so tokens fetched via localhost:8788 still say 127.0.0.1. */
@@ -76,7 +78,7 @@ app.get("/token", async (c) => {
   return c.body(token, 200, { "Content-Type": "application/jwt", "Cache-Control": "no-store" });
 });
 
-app.get("/", (c) => c.html(demoPage(c.env.AUTH_URL)));
+app.get("/", (c) => c.html(demoPage(c.env.AUTH_URL, c.env.ABLY_STAND_IN_PORT)));
 app.get("/ably.min.js", (c) => c.body(ablyJs, 200, { "Content-Type": "text/javascript" }));
 app.get("/favicon.ico", (c) => c.body(null, 204));
 

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAblyToken } from "../support/ably-token";
 import { launchBrowser, type OpenedPage, openPage } from "../support/browser";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
+import { type Served, serve } from "../../dev/node-server";
 import { identityToken } from "../support/tokens";
 import { ROOT, startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 

@@ -34,7 +34,7 @@ import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { verifyAblyToken } from "../support/ably-token";
 import { TEST_ABLY_KEY } from "../support/identity-provider";
 import { keyPair } from "../support/keys";
-import { freePort } from "../support/node-server";
+import { freePort } from "../../dev/node-server";
 import { type OidcProvider, startOidcProvider } from "../support/oidc";
 import { identityToken } from "../support/tokens";
 import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev";

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAblyToken } from "../support/ably-token";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
+import { type Served, serve } from "../../dev/node-server";
 import { identityToken, type TokenOptions } from "../support/tokens";
 import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 

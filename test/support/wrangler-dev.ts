@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { freePort } from "./node-server";
+import { freePort } from "../../dev/node-server";
 
 /** The project root: wrangler finds wrangler.toml from its working directory. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
