@@ -44,8 +44,7 @@ admin.get("/bans", async (c) => {
   const cursor = c.req.query("cursor") || undefined;
   const order = c.req.query("order");
   if (order === "key") return c.json(await listBans(config.bans, cursor, ADMIN_LIST_PAGE_SIZE));
-  if (order !== undefined)
-    throw new Problem("request-invalid", "order may only be key (KV's order); leave it out for newest first.");
+  if (order !== undefined) throw new Problem("request-invalid", "order may only be key.");
   return c.json(await newestBans(config, cursor, ADMIN_LIST_PAGE_SIZE));
 });
 
@@ -67,7 +66,7 @@ admin.put("/bans/:clientId", async (c) => {
   const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
   const { email } = c.get("moderator");
   if (email !== undefined && bannedBy !== undefined) {
-    throw new Problem("request-invalid", "bannedBy is your Cloudflare Access email; leave it out.");
+    throw new Problem("request-invalid", "bannedBy is your Access email: leave it out.");
   }
   const now = new Date();
   // Undefined fields vanish when the record is serialized.

@@ -25,11 +25,12 @@ interface Position {
 export class BanIndex extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    // until: ms since the epoch, NULL for an indefinite ban; record: the BanRecord as JSON.
+    // id: the clientId; at: bannedAt and until: its end (NULL: indefinite), in ms since the epoch;
+    // record: the BanRecord as JSON. The index serves the newest-first order read backwards.
     ctx.storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS bans (client_id TEXT PRIMARY KEY, banned_at INTEGER NOT NULL, until INTEGER, record TEXT NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS bans (id TEXT PRIMARY KEY, at INTEGER, until INTEGER, record TEXT)",
     );
-    ctx.storage.sql.exec("CREATE INDEX IF NOT EXISTS newest ON bans (banned_at DESC, client_id DESC)");
+    ctx.storage.sql.exec("CREATE INDEX IF NOT EXISTS bans_at ON bans (at, id)");
   }
 
   /** Indexes a ban as written by the admin API (it always has `bannedAt`), replacing an earlier one. */
@@ -45,23 +46,23 @@ export class BanIndex extends DurableObject<Env> {
   }
 
   remove(clientId: string): void {
-    this.ctx.storage.sql.exec("DELETE FROM bans WHERE client_id = ?", clientId);
+    this.ctx.storage.sql.exec("DELETE FROM bans WHERE id = ?", clientId);
   }
 
   /** Up to `limit` bans after `after`, newest first; those ended by `now` (ms) are dropped for good first. */
   page(after: Position, limit: number, now: number): { clientId: string; bannedAt: number; record: BanRecord }[] {
     this.ctx.storage.sql.exec("DELETE FROM bans WHERE until <= ?", now);
     return this.ctx.storage.sql
-      .exec<{ client_id: string; banned_at: number; record: string }>(
-        "SELECT client_id, banned_at, record FROM bans WHERE (banned_at, client_id) < (?, ?) ORDER BY banned_at DESC, client_id DESC LIMIT ?",
+      .exec<{ id: string; at: number; record: string }>(
+        "SELECT id, at, record FROM bans WHERE (at, id) < (?, ?) ORDER BY at DESC, id DESC LIMIT ?",
         after.bannedAt,
         after.clientId,
         limit,
       )
       .toArray()
       .map((row) => ({
-        clientId: row.client_id,
-        bannedAt: row.banned_at,
+        clientId: row.id,
+        bannedAt: row.at,
         record: JSON.parse(row.record) as BanRecord,
       }));
   }
@@ -90,7 +91,7 @@ export async function newestBans(
   now = new Date(),
 ): Promise<{ bans: ListedBan[]; cursor: string | null }> {
   const match = cursor === undefined ? ["", String(Number.MAX_SAFE_INTEGER), ""] : /^(\d{1,16}):(.+)$/s.exec(cursor);
-  if (!match) throw new Problem("request-invalid", "cursor must be one a previous page answered with.");
+  if (!match) throw new Problem("request-invalid", "Unknown cursor.");
   const after = { bannedAt: Number(match[1]), clientId: match[2]! };
   // One more than a page: whether there is a next page, without another call.
   const rows = await banListCall(() => indexOf(config).page(after, limit + 1, now.getTime()));

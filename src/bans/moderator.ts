@@ -60,31 +60,26 @@ export function parseAccess(
   if (teamDomain === undefined && aud === undefined && moderators.length === 0) return undefined;
   const issuer = (teamDomain ?? "").replace(/\/+$/, "");
   if (teamDomain === undefined || aud === undefined || moderators.length === 0) {
-    problems.push("Cloudflare Access for the admin API needs all three of ACCESS_TEAM_DOMAIN, ACCESS_AUD, MODERATORS");
+    problems.push("ACCESS_TEAM_DOMAIN, ACCESS_AUD and MODERATORS go together");
   }
   if (teamDomain !== undefined && !(isOrigin(issuer) && isSecureOrigin(issuer))) {
     problems.push(
-      "ACCESS_TEAM_DOMAIN must be your team domain as an https origin, e.g. https://yourteam.cloudflareaccess.com (http only for localhost, 127.0.0.1, [::1])",
+      "ACCESS_TEAM_DOMAIN must be an https origin: https://<team>.cloudflareaccess.com (http only on localhost)",
     );
   }
   if (!moderators.every((entry) => ENTRY.test(entry))) {
-    problems.push(
-      "MODERATORS entries must be addresses (alice@example.com) or domains (@example.com), comma-separated",
-    );
+    problems.push("MODERATORS entries must be addresses (a@example.com) or domains (@example.com)");
   }
-  const verifier: Verifier = Object.freeze({
+  const verifier: Verifier = {
     issuer,
     jwksUrl: `${issuer}${CERTS_PATH}`,
-    audiences: Object.freeze([aud ?? ""]),
-    algorithms: Object.freeze(["RS256"]),
-    secret: undefined,
-    netlifySite: undefined,
+    audiences: [aud ?? ""],
+    algorithms: ["RS256"],
     clockToleranceSeconds,
     // `type: org` is Access's global session token, meant for no application.
-    rules: Object.freeze([Object.freeze({ in: "payload", name: "type", oneOf: ["app"], required: true } as const)]),
-    rolesClaim: undefined,
-  });
-  return Object.freeze({ verifier, moderators: Object.freeze(moderators.map(asciiLower)) });
+    rules: [{ in: "payload", name: "type", oneOf: ["app"], required: true }],
+  };
+  return Object.freeze({ verifier, moderators: moderators.map(asciiLower) });
 }
 
 /**
@@ -99,12 +94,8 @@ export async function moderatorOf(c: Context, config: Config): Promise<Moderator
   const expected = config.adminToken;
   const presented = bearerToken(authorization) ?? "";
   if (expected === undefined || !(await timingSafeEqual(presented, expected))) {
-    throw new Problem(
-      "admin-unauthorized",
-      config.access
-        ? "Sign in through Cloudflare Access, or send the ADMIN_TOKEN (if one is set) as `Authorization: Bearer <token>`."
-        : "Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.",
-    );
+    const access = config.access ? "Sign in with Cloudflare Access, or s" : "S";
+    throw new Problem("admin-unauthorized", `${access}end the ADMIN_TOKEN as \`Authorization: Bearer <token>\`.`);
   }
   return { via: "token", email: undefined };
 }
@@ -126,10 +117,7 @@ function accessToken(c: Context): string | undefined {
     (site !== undefined && site !== "same-origin" && site !== "none") ||
     (origin !== undefined && origin !== new URL(c.req.url).origin);
   if (foreign || (header === undefined && !fromScript(c))) {
-    throw new Problem(
-      "origin-not-allowed",
-      "Cloudflare Access credentials count only on this origin's own requests, the cookie only on its scripts' requests.",
-    );
+    throw new Problem("origin-not-allowed", "Cloudflare Access credentials count only on this origin's own scripts.");
   }
   return token;
 }
@@ -139,13 +127,10 @@ async function listedEmail(token: string, access: AccessConfig): Promise<string>
   const { payload } = await verifiedToken(token, [access.verifier]);
   const email = payload.email;
   if (typeof email !== "string" || !isListed(email, access.moderators)) {
-    throw new Problem("moderator-not-allowed", "Your Cloudflare Access identity is not on this worker's MODERATORS.");
+    throw new Problem("moderator-not-allowed", "You are not on this worker's MODERATORS.");
   }
   if (storedBytes(email) > MAX_BANNED_BY_BYTES) {
-    throw new Problem(
-      "moderator-not-allowed",
-      `Your email is over ${MAX_BANNED_BY_BYTES} bytes, too long to record as bannedBy.`,
-    );
+    throw new Problem("moderator-not-allowed", `Your email is over ${MAX_BANNED_BY_BYTES} bytes, too long to record.`);
   }
   return email;
 }

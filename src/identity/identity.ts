@@ -115,19 +115,12 @@ export async function verifyIdentity(token: string, providers: readonly Provider
   };
 }
 
-/** What verifying a token needs of its provider. */
+/** What verifying a token needs of its provider; one without a secret, Netlify site or roles claim leaves them out. */
 export type Verifier = Pick<
   ProviderConfig,
-  | "issuer"
-  | "jwksUrl"
-  | "audiences"
-  | "algorithms"
-  | "secret"
-  | "netlifySite"
-  | "clockToleranceSeconds"
-  | "rules"
-  | "rolesClaim"
->;
+  "issuer" | "jwksUrl" | "audiences" | "algorithms" | "clockToleranceSeconds" | "rules"
+> &
+  Partial<Pick<ProviderConfig, "secret" | "netlifySite" | "rolesClaim">>;
 
 /**
  * The provider among `providers` that vouches for `token`, and the token's verified claims (with
