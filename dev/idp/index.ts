@@ -54,32 +54,6 @@ app.get("/jwks", async (c) => {
   return c.json({ keys: [{ ...publicKey, use: "sig" }] });
 });
 
-app.get("/token", async (c) => {
-  const sub = c.req.query("sub")?.trim();
-  if (!sub) return c.json({ error: "give a user name: /token?sub=alice" }, 400);
-  let extra: Record<string, unknown>;
-  try {
-    extra = JSON.parse(c.req.query("claims") ?? "{}") as Record<string, unknown>;
-  } catch {
-    return c.json({ error: "claims must be a JSON object" }, 400);
-  }
-  const roles = (c.req.query("roles") ?? "")
-    .split(",")
-    .map((r) => r.trim())
-    .filter(Boolean);
-  const claims = Object.fromEntries(Object.entries(extra).filter(([name]) => !FIXED_CLAIMS.has(name)));
-  const key = await signingKey(c.env.IDP_STATE);
-  const token = await new SignJWT({ name: sub, ...claims, ...(roles.length ? { roles } : {}) })
-    .setProtectedHeader({ alg: "RS256", kid: KEY_ID, typ: "JWT" })
-    .setIssuer(c.env.ISSUER)
-    .setAudience(c.env.AUDIENCE)
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime(`${TOKEN_TTL_SECONDS}s`)
-    .sign(await importJWK(key, "RS256"));
-  return c.body(token, 200, { "Content-Type": "application/jwt", "Cache-Control": "no-store" });
-});
-
 // Cloudflare Access, as the admin API sees it: the team domain is ISSUER, its certs are served where
 // Access serves them, and its application tokens are shaped as Access issues them (Cloudflare's
 // "Application token"): RS256, aud [AUD tag], email, type "app", sub the user's id. The same
@@ -133,6 +107,32 @@ async function accessToken(env: Env, email: string): Promise<string> {
     .setExpirationTime(`${ACCESS_TOKEN_TTL_SECONDS}s`)
     .sign(await importJWK(key, "RS256"));
 }
+
+app.get("/token", async (c) => {
+  const sub = c.req.query("sub")?.trim();
+  if (!sub) return c.json({ error: "give a user name: /token?sub=alice" }, 400);
+  let extra: Record<string, unknown>;
+  try {
+    extra = JSON.parse(c.req.query("claims") ?? "{}") as Record<string, unknown>;
+  } catch {
+    return c.json({ error: "claims must be a JSON object" }, 400);
+  }
+  const roles = (c.req.query("roles") ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean);
+  const claims = Object.fromEntries(Object.entries(extra).filter(([name]) => !FIXED_CLAIMS.has(name)));
+  const key = await signingKey(c.env.IDP_STATE);
+  const token = await new SignJWT({ name: sub, ...claims, ...(roles.length ? { roles } : {}) })
+    .setProtectedHeader({ alg: "RS256", kid: KEY_ID, typ: "JWT" })
+    .setIssuer(c.env.ISSUER)
+    .setAudience(c.env.AUDIENCE)
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime(`${TOKEN_TTL_SECONDS}s`)
+    .sign(await importJWK(key, "RS256"));
+  return c.body(token, 200, { "Content-Type": "application/jwt", "Cache-Control": "no-store" });
+});
 
 app.get("/", (c) => c.html(demoPage(c.env.AUTH_URL)));
 app.get("/ably.min.js", (c) => c.body(ablyJs, 200, { "Content-Type": "text/javascript" }));
