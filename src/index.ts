@@ -83,5 +83,6 @@ app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
 app.route("/admin", admin);
 
 export default app;
-// The Durable Object class behind the BAN_REVOCATIONS binding: workerd finds it among the exports.
+// The Durable Object classes behind the BAN_REVOCATIONS and BAN_INDEX bindings: workerd finds them among the exports.
 export { BanRevocations } from "./bans/ban-revocations";
+export { BanIndex } from "./bans/ban-index";

@@ -6,8 +6,10 @@ import type { MiddlewareHandler } from "hono";
 import { type Config, loadConfig } from "../config";
 import { Problem } from "../errors";
 import type { LogFields } from "./log";
+import type { Moderator } from "../bans/moderator";
 
-export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config } };
+/** `moderator` is set on admin routes only, by adminAuth. */
+export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config; moderator: Moderator } };
 
 /** 405 for any other method. HEAD too: Hono would otherwise run the GET handler and mint a token. */
 export function allowMethods(methods: readonly string[]): MiddlewareHandler<AppEnv> {

@@ -218,6 +218,50 @@ describe("the README's run command", () => {
     const res = await fetch(`${AUTH}/auth`, { headers: { Authorization: `Bearer ${identity}` } });
     expect(res.status).toBe(403);
   });
+
+  it("plays Cloudflare Access for the admin API: its certs, an application token, the login cookie", async () => {
+    const certs = await (
+      await fetch(`${devVar("ACCESS_TEAM_DOMAIN")}/cdn-cgi/access/certs`)
+    ).json<{
+      keys: { d?: string }[];
+      public_cert: { kid: string; cert: string };
+      public_certs: unknown[];
+    }>();
+    expect(certs.keys[0]!.d).toBeUndefined();
+    expect(certs.public_cert.cert).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+    expect(certs.public_certs).toEqual([certs.public_cert]);
+
+    const jwt = await (await fetch(`${IDP}/access/token?email=alice@example.com`)).text();
+    const payload = JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+    expect(payload).toMatchObject({ iss: devVar("ACCESS_TEAM_DOMAIN"), aud: [devVar("ACCESS_AUD")], type: "app" });
+    const header = { "Cf-Access-Jwt-Assertion": jwt };
+    expect(await (await fetch(`${AUTH}/admin/whoami`, { headers: header })).json()).toEqual({
+      moderator: "alice@example.com",
+      via: "access",
+    });
+    const ban = await fetch(`${AUTH}/admin/bans/access-walkthrough`, { method: "PUT", headers: header });
+    expect(await ban.json()).toMatchObject({ bannedBy: "alice@example.com" });
+    expect((await fetch(`${AUTH}/admin/bans/access-walkthrough`, { method: "DELETE", headers: header })).status).toBe(
+      204,
+    );
+
+    const login = await fetch(`${IDP}/access/login?email=bob@example.com&redirect=${AUTH}/admin/`, {
+      redirect: "manual",
+    });
+    expect(login.status).toBe(302);
+    expect(login.headers.get("location")).toBe(`${AUTH}/admin/`);
+    const cookie = login.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^CF_Authorization=[\w.-]+; Path=\/; SameSite=Lax; HttpOnly/);
+    const sameOrigin = { Cookie: cookie.split(";")[0]!, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" };
+    expect(await (await fetch(`${AUTH}/admin/whoami`, { headers: sameOrigin })).json()).toEqual({
+      moderator: "bob@example.com",
+      via: "access",
+    });
+    const elsewhere = await fetch(`${IDP}/access/login?email=bob@example.com&redirect=https://evil.example/`, {
+      redirect: "manual",
+    });
+    expect(elsewhere.status).toBe(400);
+  });
 });
 
 /**
