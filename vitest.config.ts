@@ -1,14 +1,15 @@
 /**
  * Two suites. `worker`: inside workerd through the Workers test pool, with real local KV; the
  * identity provider's discovery document and JWKS come from keys generated here at start-up and
- * are served to the worker's outbound fetches (no network), as is a stand-in for Ably's REST
- * token revocation. `e2e`: Node drives `wrangler dev`
+ * are served to the worker's outbound fetches (no network), as is the Ably stand-in's REST token
+ * revocation (dev/ably). `e2e`: Node drives `wrangler dev`
  * over HTTP on 127.0.0.1.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
-import { ablyRest } from "./test/support/ably-rest.ts";
+import { restHandler } from "./dev/ably/rest.ts";
+import { createStandIn } from "./dev/ably/stand-in.ts";
 import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provider.ts";
 import { providerHosts } from "./test/support/provider-hosts.ts";
 
@@ -25,7 +26,10 @@ const localVars = existsSync(".dev.vars")
       [...readFileSync(".dev.vars", "utf8").matchAll(/^\s*([A-Z_][A-Z0-9_]*)\s*=/gm)].map((m) => [m[1]!, ""]),
     )
   : {};
-const ably = ablyRest(TEST_ABLY_KEY);
+/** Ably's REST API for revocation: the development stand-in's (dev/ably); ably-down.test is Ably failing. */
+const ably = restHandler(createStandIn(TEST_ABLY_KEY));
+const ablyDown = () =>
+  Response.json({ error: { statusCode: 500, code: 50000, message: "internal error" } }, { status: 500 });
 
 export default defineConfig({
   test: {
@@ -44,10 +48,12 @@ export default defineConfig({
                 TEST_SIGNING_KEYS: JSON.stringify(idp.privateJwks),
                 TEST_PROVIDER_KEYS: JSON.stringify(presetIdps.privateKeys),
               },
-              outboundService: async (request: Request) =>
-                /^ably-(rest|down)\.test$/.test(new URL(request.url).hostname)
-                  ? ably.handle(request)
-                  : ((await presetIdps.handle(request)) ?? idp.handle(request)),
+              outboundService: async (request: Request) => {
+                const { hostname } = new URL(request.url);
+                if (hostname === "ably-rest.test") return ably(request);
+                if (hostname === "ably-down.test") return ablyDown();
+                return (await presetIdps.handle(request)) ?? idp.handle(request);
+              },
             },
           }),
         ],

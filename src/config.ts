@@ -14,9 +14,11 @@ import {
   templateFault,
 } from "./ably/capability";
 import { parseProviders, type ProviderConfig } from "./identity/providers";
-import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "./validate";
+import { isHttpUrl, isOrigin, isPlainObject, isSecureOrigin, jsonOrUndefined } from "./validate";
 import type { RateLimiter } from "./request/rate-limit";
 import type { BanRevocations } from "./bans/ban-revocations";
+import type { BanIndex } from "./bans/ban-index";
+import { type AccessConfig, parseAccess } from "./bans/moderator";
 import {
   ABLY_MAX_TTL_SECONDS,
   ABLY_REVOCABLE_MAX_TTL_SECONDS,
@@ -74,8 +76,12 @@ export interface Config {
   readonly bans: KVNamespace;
   /** KV `cacheTtl` of ban reads, in seconds (BAN_CACHE_TTL_SECONDS). Default 60, at least 30. */
   readonly banCacheTtlSeconds: number;
-  /** The admin API's bearer token (ADMIN_TOKEN, a secret); undefined turns the admin API off (404). */
+  /** The admin API's bearer token (ADMIN_TOKEN, a secret). Default none; with no Cloudflare Access either, the admin API is off (404). */
   readonly adminToken: string | undefined;
+  /** Cloudflare Access in front of the admin API (ACCESS_TEAM_DOMAIN, ACCESS_AUD, MODERATORS). Default none: off. */
+  readonly access: AccessConfig | undefined;
+  /** The bans newest first (Durable Object binding BAN_INDEX); required with the admin API. */
+  readonly banIndex: DurableObjectNamespace<BanIndex>;
   /** Whether the key has Ably's revocable tokens on (ABLY_REVOCABLE_TOKENS): bans revoke, TTL ≤ 1 h. Default false. */
   readonly revocableTokens: boolean;
   /** Ably's REST base URL, for revocation (ABLY_REST_URL). Default https://main.realtime.ably.net. */
@@ -101,9 +107,6 @@ export type ConfigResult =
   | { readonly ok: false; readonly problems: readonly string[] };
 
 const cache = new WeakMap<object, ConfigResult>();
-
-/** Host names of this machine, the only ones an http:// allowed origin may have (local development). */
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 /** The configuration for this environment, parsed on first use and then reused by the isolate. */
 export function loadConfig(env: object): ConfigResult {
@@ -246,7 +249,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       break;
     }
     // Over plain http anyone on the network path could run script as that origin and spend cookies.
-    if (origin.startsWith("http:") && !LOOPBACK.has(new URL(origin).hostname)) {
+    if (!isSecureOrigin(origin)) {
       problems.push(
         `ALLOWED_ORIGINS may list http:// origins only on this machine (localhost, 127.0.0.1, [::1]): ${origin}`,
       );
@@ -263,6 +266,18 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
   const adminToken = str("ADMIN_TOKEN");
   if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
     problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
+  }
+
+  const access = parseAccess(
+    str("ACCESS_TEAM_DOMAIN"),
+    str("ACCESS_AUD"),
+    list("MODERATORS"),
+    clockToleranceSeconds,
+    problems,
+  );
+  const banIndex = env.BAN_INDEX as DurableObjectNamespace<BanIndex> | undefined;
+  if ((adminToken !== undefined || access) && typeof banIndex?.idFromName !== "function") {
+    problems.push("the admin API needs the Durable Object binding BAN_INDEX (see wrangler.toml)");
   }
 
   const limiter = (name: string) => {
@@ -316,6 +331,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     bans: bans as KVNamespace,
     banCacheTtlSeconds,
     adminToken,
+    access,
+    banIndex: banIndex as DurableObjectNamespace<BanIndex>,
     revocableTokens,
     ablyRestUrl,
     banPropagationSeconds,

@@ -23,8 +23,9 @@ const CONSOLE_CSP =
 /** The console's file for the request, or 404 while the admin API is off (as its API is). */
 export function serveConsole(): Handler<AppEnv> {
   return async function serveConsole(c) {
-    if (c.get("config").adminToken === undefined) {
-      throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN).");
+    const { adminToken, access } = c.get("config");
+    if (adminToken === undefined && !access) {
+      throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
     }
     // A success in the log even as a redirect (/admin) or 304 (a revalidated file): nothing was refused.
     c.set("outcome", "ok");

@@ -172,11 +172,13 @@ export const ADMIN_LIST_PAGE_SIZE = 100;
 
 /**
  * Largest ban reason and "banned by" the admin API accepts, in bytes as stored: UTF-8 of the
- * JSON-escaped text. The record also rides as KV metadata, which KV caps at 1024 bytes of JSON:
- * 500 + 100 + two 24-byte timestamps + 54 bytes of field names and punctuation is 702.
+ * JSON-escaped text. "Banned by" holds a moderator's verified email, which may be 320 characters
+ * (RFC 3696: a 64-byte local part, `@`, a 255-byte domain). The record also rides as KV metadata,
+ * which KV caps at 1024 bytes of JSON: 500 + 320 + two 24-byte timestamps + 54 bytes of field names
+ * and punctuation is 922.
  */
 export const MAX_BAN_REASON_BYTES = 500;
-export const MAX_BANNED_BY_BYTES = 100;
+export const MAX_BANNED_BY_BYTES = 320;
 
 /** Longest temporary ban the admin API accepts, in seconds: one year; longer is "indefinite". */
 export const MAX_BAN_TTL_SECONDS = 31_536_000;

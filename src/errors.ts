@@ -35,6 +35,7 @@ const CATALOG = {
   "parameter-invalid": [400, "Invalid token parameter"],
   "request-invalid": [400, "Invalid request"],
   "admin-unauthorized": [401, "Admin token missing or wrong"],
+  "moderator-not-allowed": [403, "Not a moderator"],
   "ban-not-found": [404, "No ban for this clientId"],
   "revocation-not-enabled": [409, "Token revocation not enabled"],
   "ably-token-too-large": [400, "Ably token would be too large"],

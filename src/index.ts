@@ -36,7 +36,7 @@ app.use(accessLog(), apiHeaders());
 app.onError((error, c) => {
   if (error instanceof Problem) return answer(c, error);
   // Name and message only: no request data, so no token can reach the log.
-  console.error(JSON.stringify({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` }));
+  console.error({ requestId: c.get("requestId"), error: `${error.name}: ${error.message}` });
   return answer(c, new Problem("internal-error", "Something went wrong; it has been logged."));
 });
 
@@ -69,7 +69,7 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   const ip = c.req.header("CF-Connecting-IP");
   if (ip) await enforceRateLimit(config.ipRateLimiter, ip, "from this IP address");
   const params = await readTokenParams(c);
-  const identity = await verifyIdentity(token, config.providers);
+  const identity = await verifyIdentity(token, config.providers, (provider) => c.set("provider", provider.name));
   c.set("clientId", identity.clientId);
   c.set("issuer", identity.issuer);
   await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");
@@ -88,5 +88,6 @@ app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
 app.route("/admin", admin);
 
 export default app;
-// The Durable Object class behind the BAN_REVOCATIONS binding: workerd finds it among the exports.
+// The Durable Object classes behind the BAN_REVOCATIONS and BAN_INDEX bindings: workerd finds them among the exports.
 export { BanRevocations } from "./bans/ban-revocations";
+export { BanIndex } from "./bans/ban-index";

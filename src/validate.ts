@@ -21,6 +21,20 @@ export function isHttpUrl(value: string): boolean {
   }
 }
 
+/** Host names of this machine, the only ones an http:// origin may have (local development). */
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/** Whether an origin may be trusted with credentials: https, or http on this machine. */
+export function isSecureOrigin(origin: string): boolean {
+  const url = new URL(origin);
+  return url.protocol === "https:" || LOOPBACK.has(url.hostname);
+}
+
+/** The size of `text` as stored in a JSON record: UTF-8 bytes, JSON-escaped (`"` is two, a control character six). */
+export function storedBytes(text: string): number {
+  return new TextEncoder().encode(JSON.stringify(text)).length - 2;
+}
+
 /** An exact serialized origin: scheme, host and optional port, nothing else. */
 export function isOrigin(value: string): boolean {
   return isHttpUrl(value) && new URL(value).origin === value;

@@ -73,8 +73,6 @@ async function whoami() {
     return await api("GET", "/admin/whoami");
   } catch (error) {
     if (error.status === 401 && !token) return null;
-    // A back end without /admin/whoami answers 404 to an accepted token: signed in, with no name.
-    if (error.status === 404 && token) return { moderator: null, via: "token" };
     throw error;
   }
 }

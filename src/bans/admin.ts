@@ -1,36 +1,51 @@
 /**
- * The moderators' API, on for ADMIN_TOKEN only (404 otherwise), authenticated by that token as a
- * Bearer token compared in constant time. Bans written here are the same KV records the auth
- * route reads; with ABLY_REVOCABLE_TOKENS a ban also revokes the user's live Ably tokens, at once
- * and again once the ban has reached every location (ban-revocations.ts).
+ * The moderators' API, on with ADMIN_TOKEN or Cloudflare Access (404 otherwise); only a moderator
+ * may call it, proven by Access or holding ADMIN_TOKEN (moderator.ts). Bans written here are the
+ * same KV records the auth route reads, also kept newest first in an index (ban-index.ts); with
+ * ABLY_REVOCABLE_TOKENS a ban also revokes the user's live Ably tokens, at once and again once the
+ * ban has reached every location (ban-revocations.ts).
  *
+ *   GET    /admin/whoami                  → { moderator: email | null, via: "access" | "token" }
  *   PUT    /admin/bans/{clientId}         { "reason"?, "ttlSeconds"?, "bannedBy"? } → the stored ban + revocation
- *   GET    /admin/bans/{clientId}         → the ban + its revocation attempts, or 404
+ *                                         (bannedBy: token callers only; an Access caller's is their email)
+ *   GET    /admin/bans/{clientId}         → the ban + active + its revocation attempts, or 404
  *   DELETE /admin/bans/{clientId}         → 204, and pending revocations cancelled
  *   POST   /admin/bans/{clientId}/revoke  → revocation for a ban written straight into KV
- *   GET    /admin/bans?cursor=            → { bans: [...], cursor } (100 a page; cursor null on the last)
+ *   GET    /admin/bans?cursor=            → { bans: [...], cursor } newest first, bans in force only
+ *   GET    /admin/bans?order=key&cursor=  → the same in KV's key order, every key (100 a page; cursor null on the last)
  */
 import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono/tiny";
-import { timingSafeEqual } from "hono/utils/buffer";
+import { indexBan, newestBans, unindexBan } from "./ban-index";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
-import { type BanRecord, deleteBan, listBans, parseBan, readBan, writeBan } from "./bans";
+import { type BanRecord, deleteBan, listBans, listed, readBan, writeBan } from "./bans";
+import { moderatorOf } from "./moderator";
 import { clientIdFault } from "../identity/client-id";
 import { ADMIN_LIST_PAGE_SIZE, MAX_BAN_REASON_BYTES, MAX_BAN_TTL_SECONDS, MAX_BANNED_BY_BYTES } from "../constants";
 import { type AppEnv, allowMethods } from "../request/context";
 import { Problem } from "../errors";
-import { bearerToken, mediaType } from "../request/request-headers";
-import { isPlainObject } from "../validate";
+import { mediaType } from "../request/request-headers";
+import { isPlainObject, storedBytes } from "../validate";
 
 export const admin = new Hono<AppEnv>();
 
+admin.use("/whoami", allowMethods(["GET"]));
 admin.use("/bans", allowMethods(["GET"]));
 admin.use("/bans/:clientId", allowMethods(["GET", "PUT", "DELETE"]));
 admin.use("/bans/:clientId/revoke", allowMethods(["POST"]));
 
+admin.get("/whoami", (c) => {
+  const { email, via } = c.get("moderator");
+  return c.json({ moderator: email ?? null, via });
+});
+
 admin.get("/bans", async (c) => {
+  const config = c.get("config");
   const cursor = c.req.query("cursor") || undefined;
-  return c.json(await listBans(c.get("config").bans, cursor, ADMIN_LIST_PAGE_SIZE));
+  const order = c.req.query("order");
+  if (order === "key") return c.json(await listBans(config.bans, cursor, ADMIN_LIST_PAGE_SIZE));
+  if (order !== undefined) throw new Problem("request-invalid", "order may only be key.");
+  return c.json(await newestBans(config, cursor, ADMIN_LIST_PAGE_SIZE));
 });
 
 admin.get("/bans/:clientId", async (c) => {
@@ -38,24 +53,31 @@ admin.get("/bans/:clientId", async (c) => {
   const clientId = clientIdParam(c.req.param("clientId"));
   const record = await readBan(config.bans, clientId);
   if (!record) throw new Problem("ban-not-found", `${clientId} is not banned.`);
-  const active = parseBan(JSON.stringify(record), new Date()) !== null;
   const bannedAt = record.bannedAt === undefined ? undefined : new Date(record.bannedAt);
-  return c.json({ clientId, ...record, active, revocation: await revocationStatus(config, clientId, bannedAt) });
+  return c.json({
+    ...listed(clientId, record, new Date()),
+    revocation: await revocationStatus(config, clientId, bannedAt),
+  });
 });
 
 admin.put("/bans/:clientId", async (c) => {
   const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
   const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
+  const { email } = c.get("moderator");
+  if (email !== undefined && bannedBy !== undefined) {
+    throw new Problem("request-invalid", "bannedBy is your Access email: leave it out.");
+  }
   const now = new Date();
   // Undefined fields vanish when the record is serialized.
-  const record: BanRecord = {
+  const record = {
     reason,
     until: ttlSeconds === undefined ? undefined : new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
-    bannedBy: bannedBy ?? "admin-api",
+    bannedBy: email ?? bannedBy ?? "admin-api",
     bannedAt: now.toISOString(),
-  };
+  } satisfies BanRecord;
   await writeBan(config.bans, clientId, record, ttlSeconds);
+  await indexBan(config, clientId, record);
   return c.json({ clientId, ...record, revocation: await revokeForBan(config, clientId, now) });
 });
 
@@ -63,6 +85,7 @@ admin.delete("/bans/:clientId", async (c) => {
   const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
   await deleteBan(config.bans, clientId);
+  await unindexBan(config, clientId);
   await cancelRevocations(config, clientId);
   return c.body(null, 204);
 });
@@ -82,15 +105,14 @@ admin.post("/bans/:clientId/revoke", async (c) => {
   return c.json({ clientId, revocation: await revokeForBan(config, clientId, new Date()) });
 });
 
-/** 404 unless ADMIN_TOKEN is set; then 401 unless the request carries it as a Bearer token. */
+/** 404 unless ADMIN_TOKEN or Cloudflare Access is configured; then only a moderator passes (moderator.ts). */
 export function adminAuth(): MiddlewareHandler<AppEnv> {
   return async function adminAuth(c, next) {
-    const expected = c.get("config").adminToken;
-    if (expected === undefined) throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN).");
-    const presented = bearerToken(c.req.header("Authorization")) ?? "";
-    if (!(await timingSafeEqual(presented, expected))) {
-      throw new Problem("admin-unauthorized", "Send the ADMIN_TOKEN as `Authorization: Bearer <token>`.");
+    const config = c.get("config");
+    if (config.adminToken === undefined && !config.access) {
+      throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
     }
+    c.set("moderator", await moderatorOf(c, config));
     await next();
   };
 }
@@ -123,8 +145,6 @@ function parseBanRequest(
   const { reason, ttlSeconds, bannedBy, ...unknown } = value;
   const extra = Object.keys(unknown);
   if (extra.length > 0) throw invalid(`Unknown fields: ${extra.join(", ")}; use reason, ttlSeconds, bannedBy.`);
-  // Counted as stored: JSON-escaped UTF-8, in which one `"` is two bytes and a control character six.
-  const storedBytes = (s: string) => new TextEncoder().encode(JSON.stringify(s)).length - 2;
   if (reason !== undefined && (typeof reason !== "string" || storedBytes(reason) > MAX_BAN_REASON_BYTES)) {
     throw invalid(`reason must be a string of at most ${MAX_BAN_REASON_BYTES} bytes as stored (JSON-escaped UTF-8).`);
   }

@@ -152,9 +152,7 @@ export class BanRevocations extends DurableObject<Env> {
     const issuedBefore = result.status === "revoked" ? result.issuedBefore : fixed;
     const at = Date.now(); // when Ably answered or the call gave up: the backoff counts from there
     if (result.status === "failed") {
-      console.warn(
-        JSON.stringify({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason }),
-      );
+      console.warn({ revocation: "failed", clientId: plan.clientId, round: round.name, reason: result.reason });
     }
     const attempts = [
       ...round.attempts,

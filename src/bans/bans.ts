@@ -20,7 +20,7 @@ export interface BanRecord {
   readonly reason?: string;
   /** ISO 8601; absent for an indefinite ban. */
   readonly until?: string;
-  /** Who banned (free text given to the admin API; not authenticated beyond ADMIN_TOKEN). */
+  /** Who banned: the moderator's email verified by Cloudflare Access, else what an ADMIN_TOKEN caller said. */
   readonly bannedBy?: string;
   /** ISO 8601. */
   readonly bannedAt?: string;
@@ -62,10 +62,10 @@ export async function banFor(
 ): Promise<Ban | null> {
   let value: string | null;
   try {
-    value = await kv(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
+    value = await banListCall(() => bans.get(clientId, { cacheTtl: cacheTtlSeconds }));
   } catch (error) {
     if (!failOpen) throw error;
-    console.warn(JSON.stringify({ banList: "unavailable", failOpen: true }));
+    console.warn({ banList: "unavailable", failOpen: true });
     return null;
   }
   return value === null ? null : parseBan(value, now);
@@ -88,7 +88,7 @@ function bannedRole(roles: readonly string[], pattern: RegExp): string | undefin
 
 /** Reads one stored record, or null when the key is absent. No cacheTtl: moderators see fresh data. */
 export async function readBan(bans: KVNamespace, clientId: string): Promise<BanRecord | null> {
-  const value = await kv(() => bans.get(clientId));
+  const value = await banListCall(() => bans.get(clientId));
   return value === null ? null : parseRecord(value);
 }
 
@@ -106,22 +106,34 @@ export async function writeBan(
   if (ttlSeconds !== undefined) {
     options.expirationTtl = Math.max(ttlSeconds, KV_MIN_EXPIRATION_TTL_SECONDS);
   }
-  await kv(() => bans.put(clientId, JSON.stringify(record), options));
+  await banListCall(() => bans.put(clientId, JSON.stringify(record), options));
 }
 
 export async function deleteBan(bans: KVNamespace, clientId: string): Promise<void> {
-  await kv(() => bans.delete(clientId));
+  await banListCall(() => bans.delete(clientId));
 }
 
-/** One page of bans, with the cursor of the next page (null on the last one). */
+/** A ban as the admin API shows it: its record, and whether it bans at the time of asking. */
+export type ListedBan = BanRecord & { readonly clientId: string; readonly active: boolean };
+
+export function listed(clientId: string, record: BanRecord, now: Date): ListedBan {
+  return { clientId, ...record, active: parseBan(JSON.stringify(record), now) !== null };
+}
+
+/**
+ * One page of bans in KV's key order, with the cursor of the next page (null on the last one).
+ * The records are the KV metadata the admin API writes: a ban written straight into KV has none
+ * and is listed as its clientId, active.
+ */
 export async function listBans(
   bans: KVNamespace,
   cursor: string | undefined,
   limit: number,
-): Promise<{ bans: (BanRecord & { clientId: string })[]; cursor: string | null }> {
-  const page = await kv(() => bans.list<BanRecord>({ cursor, limit }));
+  now = new Date(),
+): Promise<{ bans: ListedBan[]; cursor: string | null }> {
+  const page = await banListCall(() => bans.list<BanRecord>({ cursor, limit }));
   return {
-    bans: page.keys.map((key) => ({ clientId: key.name, ...(key.metadata ?? {}) })),
+    bans: page.keys.map((key) => listed(key.name, key.metadata ?? {}, now)),
     cursor: page.list_complete ? null : page.cursor,
   };
 }
@@ -146,8 +158,11 @@ function strip(record: { [K in keyof BanRecord]: string | undefined }): BanRecor
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
 }
 
-/** Runs one KV operation; any failure of KV itself, or a wait past the timeout, is `ban-list-unavailable` (503). */
-async function kv<T>(operation: () => Promise<T>): Promise<T> {
+/**
+ * Runs one operation on the ban list (KV, or its index); any failure of the store itself, or a wait
+ * past the timeout, is `ban-list-unavailable` (503).
+ */
+export async function banListCall<T>(operation: () => Promise<T>): Promise<T> {
   try {
     return await withTimeout(operation(), BAN_LOOKUP_TIMEOUT_MS, () => new Error("timed out"));
   } catch {

@@ -70,19 +70,24 @@ export function identityToken(c: Context, cookieName: string | undefined, header
 
 /**
  * Whether the request is a script's fetch or XHR from an allowed page: it has an `Origin` (checked
- * by originGuard) or is same-origin, and is not an `<img>`, a navigation or another no-cors load
- * (`Sec-Fetch-Mode`; browsers without Fetch Metadata send `Origin` on CORS requests).
+ * by originGuard, or by the admin API's moderator check) or is same-origin, and is not an `<img>`,
+ * a navigation or another no-cors load (`Sec-Fetch-Mode`; browsers without Fetch Metadata send
+ * `Origin` on CORS requests).
  */
-function fromScript(c: Context): boolean {
+export function fromScript(c: Context): boolean {
   const mode = c.req.header("Sec-Fetch-Mode");
   if (mode !== undefined && mode !== "cors" && mode !== "same-origin") return false;
   return c.req.header("Origin") !== undefined || c.req.header("Sec-Fetch-Site") === "same-origin";
 }
 
-/** The token in the provider's header, else in the cookie; refused when the cookie is sent twice. */
+/** The token in the provider's header, else in the cookie. */
 function ambientToken(c: Context, cookieName: string | undefined, headerName: string | undefined): string | undefined {
   const fromHeader = headerName ? c.req.header(headerName) : undefined;
-  if (fromHeader !== undefined || !cookieName) return fromHeader;
+  return fromHeader !== undefined || !cookieName ? fromHeader : cookieToken(c, cookieName);
+}
+
+/** The value of the cookie `cookieName`, or undefined; refused when the cookie is sent twice. */
+export function cookieToken(c: Context, cookieName: string): string | undefined {
   const values = (c.req.header("Cookie") ?? "")
     .split(";")
     .map((pair) => pair.trim())
@@ -97,12 +102,43 @@ function ambientToken(c: Context, cookieName: string | undefined, headerName: st
   return values[0];
 }
 
+/** Verifies the identity token (verifiedToken) and reads who it proves: clientId, roles, expiry. */
+export async function verifyIdentity(
+  token: string,
+  providers: readonly ProviderConfig[],
+  /** Called with the provider the token's `iss` chose, before anything is verified: the log names it for refusals too. */
+  chosen?: (provider: ProviderConfig) => void,
+): Promise<Identity> {
+  const { provider, payload, vouchedRoles } = await verifiedToken(token, providers, chosen);
+  const roles = provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [];
+  return {
+    clientId: clientIdFrom(payload, provider, providers),
+    issuer: provider.issuer,
+    provider,
+    expiresAt: payload.exp as number,
+    roles: [...new Set([...roles, ...vouchedRoles])],
+  };
+}
+
+/** What verifying a token needs of its provider; one without a secret, Netlify site or roles claim leaves them out. */
+export type Verifier = Pick<
+  ProviderConfig,
+  "issuer" | "jwksUrl" | "audiences" | "algorithms" | "clockToleranceSeconds" | "rules"
+> &
+  Partial<Pick<ProviderConfig, "secret" | "netlifySite" | "rolesClaim">>;
+
 /**
- * Verifies the identity token: cheap unverified checks first (shape, which provider by `iss`,
- * algorithm), so garbage never causes a key fetch, then the signature and claims with jose (or, for
- * a hosted Netlify site, its Identity endpoint), then the provider's token-type rules.
+ * The provider among `providers` that vouches for `token`, and the token's verified claims (with
+ * the roles a Netlify site's endpoint vouched for). Cheap unverified checks first (shape, which
+ * provider by `iss`, algorithm), so garbage never causes a key fetch, then the signature and claims
+ * with jose (or, for a hosted Netlify site, its Identity endpoint), then the provider's token-type
+ * rules. Any failure is a 401 `identity-token-*` problem (503 when the keys cannot be had).
  */
-export async function verifyIdentity(token: string, providers: readonly ProviderConfig[]): Promise<Identity> {
+export async function verifiedToken<P extends Verifier>(
+  token: string,
+  providers: readonly P[],
+  chosen?: (provider: P) => void,
+): Promise<{ provider: P; payload: JWTPayload; vouchedRoles: readonly string[] }> {
   let header: ProtectedHeaderParameters;
   let unverified: JWTPayload;
   try {
@@ -112,6 +148,7 @@ export async function verifyIdentity(token: string, providers: readonly Provider
     throw new Problem("identity-token-malformed", "The identity token is not a signed JWT.");
   }
   const provider = providerFor(unverified.iss, providers);
+  chosen?.(provider);
   const alg = header.alg;
   if (typeof alg !== "string" || !provider.algorithms.includes(alg)) {
     throw new Problem(
@@ -160,21 +197,14 @@ export async function verifyIdentity(token: string, providers: readonly Provider
     throw new Problem("identity-token-issued-in-future", "The identity token's iat is in the future.");
   }
   checkRules(provider, header, payload);
-  const roles = provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [];
-  return {
-    clientId: clientIdFrom(payload, provider, providers),
-    issuer: provider.issuer,
-    provider,
-    expiresAt: payload.exp as number,
-    roles: [...new Set([...roles, ...vouchedRoles])],
-  };
+  return { provider, payload, vouchedRoles };
 }
 
 /**
  * The provider for a token's `iss`, chosen before any key is used: the one with exactly that
  * issuer, or, for a token without `iss`, the one configured for such tokens. Never a guess.
  */
-function providerFor(iss: unknown, providers: readonly ProviderConfig[]): ProviderConfig {
+function providerFor<P extends Verifier>(iss: unknown, providers: readonly P[]): P {
   const wanted = iss === undefined ? "" : typeof iss === "string" && iss !== "" ? iss : undefined;
   const provider = wanted === undefined ? undefined : providers.find((p) => p.issuer === wanted);
   if (provider) return provider;
@@ -193,7 +223,7 @@ function providerFor(iss: unknown, providers: readonly ProviderConfig[]): Provid
  * exp (required), nbf and aud, checked here for a token whose signature someone else vouches for
  * (Netlify's Identity endpoint): before asking, so an expired token never costs a call.
  */
-function checkClaimsLocally(payload: JWTPayload, provider: ProviderConfig): JWTPayload {
+function checkClaimsLocally(payload: JWTPayload, provider: Verifier): JWTPayload {
   const now = Math.floor(Date.now() / 1000);
   const tolerance = provider.clockToleranceSeconds;
   if (payload.exp === undefined)
@@ -217,7 +247,7 @@ function checkClaimsLocally(payload: JWTPayload, provider: ProviderConfig): JWTP
 }
 
 /** The provider's token-type rules on the verified header and payload. */
-function checkRules(provider: ProviderConfig, header: ProtectedHeaderParameters, payload: JWTPayload): void {
+function checkRules(provider: Verifier, header: ProtectedHeaderParameters, payload: JWTPayload): void {
   for (const rule of provider.rules) {
     const source: Record<string, unknown> = rule.in === "header" ? header : payload;
     const where = rule.in === "header" ? "header" : "claim";

@@ -73,8 +73,11 @@ function isDue(set: KeySet, now = Date.now()): boolean {
   return now >= set.fetchedAt + JWKS_CACHE_MAX_AGE_MS - earliness && !askedRecently(set, now);
 }
 
+/** Where a provider's keys are: all the resolver needs of it. */
+type KeySource = Pick<ProviderConfig, "issuer" | "jwksUrl">;
+
 /** This isolate's resolver for each provider (a WeakMap: configurations are per isolate too). */
-let resolvers = new WeakMap<ProviderConfig, JWTVerifyGetKey>();
+let resolvers = new WeakMap<KeySource, JWTVerifyGetKey>();
 
 /**
  * The key resolver for a provider, made once per isolate. Failing to get any usable key set
@@ -82,7 +85,7 @@ let resolvers = new WeakMap<ProviderConfig, JWTVerifyGetKey>();
  * `identity-provider-unavailable`. A key set without a key for the token is the token's: jose's
  * ERR_JWKS_NO_MATCHING_KEY passes through.
  */
-export function keyResolver(provider: ProviderConfig): JWTVerifyGetKey {
+export function keyResolver(provider: KeySource): JWTVerifyGetKey {
   let resolver = resolvers.get(provider);
   if (!resolver) {
     resolver = makeResolver(provider);
@@ -91,7 +94,7 @@ export function keyResolver(provider: ProviderConfig): JWTVerifyGetKey {
   return resolver;
 }
 
-function makeResolver(provider: ProviderConfig): JWTVerifyGetKey {
+function makeResolver(provider: KeySource): JWTVerifyGetKey {
   // The cache key, computed once per JWKS URL rather than on every request.
   let memo = { jwksUrl: "", id: "" };
   return async function resolveKey(header, token) {

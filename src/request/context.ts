@@ -6,8 +6,10 @@ import type { MiddlewareHandler } from "hono";
 import { type Config, loadConfig } from "../config";
 import { Problem } from "../errors";
 import type { LogFields } from "./log";
+import type { Moderator } from "../bans/moderator";
 
-export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config } };
+/** `moderator` is set on admin routes only, by adminAuth. */
+export type AppEnv = { Bindings: Env; Variables: LogFields & { config: Config; moderator: Moderator } };
 
 /** 405 for any other method. HEAD too: Hono would otherwise run the GET handler and mint a token. */
 export function allowMethods(methods: readonly string[]): MiddlewareHandler<AppEnv> {
@@ -30,8 +32,8 @@ export function withConfig(): MiddlewareHandler<AppEnv> {
     const result = loadConfig(c.env);
     if (!logged.has(c.env)) {
       logged.add(c.env);
-      if (!result.ok) console.error(JSON.stringify({ misconfigured: result.problems }));
-      else if (result.warnings.length > 0) console.warn(JSON.stringify({ warnings: result.warnings }));
+      if (!result.ok) console.error({ misconfigured: result.problems });
+      else if (result.warnings.length > 0) console.warn({ warnings: result.warnings });
     }
     if (!result.ok) {
       throw new Problem("misconfigured", "The auth endpoint is misconfigured; its operator has been told why.");

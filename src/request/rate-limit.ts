@@ -24,7 +24,7 @@ export async function enforceRateLimit(limiter: RateLimiter | undefined, key: st
   try {
     allowed = (await limiter.limit({ key })).success;
   } catch {
-    console.warn(JSON.stringify({ rateLimiter: "failed", what }));
+    console.warn({ rateLimiter: "failed", what });
   }
   if (!allowed) {
     throw new Problem("rate-limited", `Too many token requests ${what}; try again in ${RATE_LIMIT_PERIOD_SECONDS} s.`, {

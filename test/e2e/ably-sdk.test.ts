@@ -1,16 +1,17 @@
 /**
  * The endpoint with the real ably-js SDK (v2) as its client: `wrangler dev` issues the tokens, the
- * stand-in identity provider signs identity tokens, and a fake Ably (test/support/fake-ably.ts)
+ * stand-in identity provider signs identity tokens, and the Ably stand-in (dev/ably/)
  * checks every Ably token as Ably does, over REST and a Realtime WebSocket. A transparent proxy in
  * front of the worker counts the SDK's calls to the endpoint, one path prefix per test.
  */
 import * as Ably from "ably";
 import { SignJWT } from "jose";
+import { WebSocket } from "ws";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createAuthCallback } from "../../client/ably-auth";
-import { type FakeAbly, startFakeAbly } from "../support/fake-ably";
+import { type AblyStandIn, startAblyStandIn } from "../../dev/ably/server";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { freePort, type Served, serve } from "../support/node-server";
+import { freePort, type Served, serve } from "../../dev/node-server";
 import { identityToken } from "../support/tokens";
 import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 
@@ -34,7 +35,7 @@ const QUIET_MS = 3_000;
 
 let provider: Awaited<ReturnType<typeof identityProvider>>;
 let idp: Served;
-let fake: FakeAbly;
+let ably: AblyStandIn;
 let dev: WranglerDev;
 let proxy: Served;
 
@@ -55,7 +56,7 @@ beforeAll(async () => {
     provider = await identityProvider(origin);
     return provider.handle;
   });
-  fake = await startFakeAbly(TEST_ABLY_KEY, KEY_CAPABILITY);
+  ably = await startAblyStandIn(TEST_ABLY_KEY, KEY_CAPABILITY);
   dev = await startWranglerDev({
     JWT_ISSUER: provider.issuer,
     JWT_AUDIENCE: provider.audience,
@@ -94,7 +95,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await dev?.stop();
-  await fake?.close();
+  await ably?.close();
   await idp?.close();
 });
 
@@ -120,13 +121,13 @@ const bearer = async (sub: string) => ({ Authorization: `Bearer ${await idToken(
 /** ably-js logs the refusals these tests provoke as errors; the assertions say what matters. */
 const QUIET_SDK = { logLevel: 0 };
 
-/** ably-js Rest talking to the fake Ably. */
-const rest = (options: Ably.ClientOptions) => new Ably.Rest({ ...fake.clientOptions, ...QUIET_SDK, ...options });
+/** ably-js Rest talking to the Ably stand-in. */
+const rest = (options: Ably.ClientOptions) => new Ably.Rest({ ...ably.clientOptions, ...QUIET_SDK, ...options });
 
-/** ably-js Realtime talking to the fake Ably, retrying fast, closed after the test; with its state history. */
+/** ably-js Realtime talking to the Ably stand-in, retrying fast, closed after the test; with its state history. */
 function realtime(options: Ably.ClientOptions) {
   const client = new Ably.Realtime({
-    ...fake.clientOptions,
+    ...ably.clientOptions,
     ...QUIET_SDK,
     disconnectedRetryTimeout: RETRY_MS,
     suspendedRetryTimeout: RETRY_MS,
@@ -170,7 +171,7 @@ async function banThroughAdminApi(clientId: string) {
   expect(response.status, await response.text()).toBe(200);
 }
 
-describe("the fake Ably checks a token as Ably documents (so that its acceptance below means something)", () => {
+describe("the Ably stand-in checks a token as Ably documents (so that its acceptance below means something)", () => {
   const [keyName, secret] = TEST_ABLY_KEY.split(":") as [string, string];
   /** For the tokens of the table below; still expired, and still in milliseconds, when they run. */
   const now = Math.floor(Date.now() / 1000);
@@ -196,7 +197,7 @@ describe("the fake Ably checks a token as Ably documents (so that its acceptance
 
   /** A REST publish on `channel` with this Authorization header, as Ably answers it. */
   async function publish(authorization: string, channel = "any") {
-    const response = await fetch(`http://127.0.0.1:${fake.port}/channels/${encodeURIComponent(channel)}/messages`, {
+    const response = await fetch(`http://127.0.0.1:${ably.port}/channels/${encodeURIComponent(channel)}/messages`, {
       method: "POST",
       headers: { Authorization: authorization, "Content-Type": "application/json" },
       body: '[{"name":"greeting","data":"hello"}]',
@@ -232,6 +233,20 @@ describe("the fake Ably checks a token as Ably documents (so that its acceptance
     expect(refused).toMatchObject({ status: 401, errorCode: "40160", error: { code: 40160 } });
   });
 
+  it("asks a Realtime connection to renew before its token expires (AUTH), and ends it with 40142 if it does not", async () => {
+    const iat = Math.floor(Date.now() / 1000);
+    const socket = new WebSocket(
+      `ws://127.0.0.1:${ably.port}/?format=json&access_token=${await ablyJwt({ claims: { iat, exp: iat + 2 } })}`,
+    );
+    const received: { action: number; error?: { code: number } }[] = [];
+    socket.on("message", (data: Buffer) => received.push(JSON.parse(data.toString()) as (typeof received)[number]));
+    await new Promise((resolve) => socket.once("close", resolve));
+
+    // Ably's protocol actions: CONNECTED 4, AUTH 17, DISCONNECTED 6.
+    expect(received.map((m) => m.action)).toEqual([4, 17, 6]);
+    expect(received[2]!.error).toMatchObject({ code: 40142 });
+  });
+
   it("refuses a Realtime connection with a bad token: ably-js ends FAILED with Ably's 40101", async () => {
     const { client } = realtime({ token: await ablyJwt({ secret: "another-secret" }) });
     await reaches(client, "failed");
@@ -245,7 +260,7 @@ describe("ably-js Rest with authUrl", () => {
     await client.channels.get("private:rest-get").publish("greeting", "hello");
 
     expect(calls("rest-get")).toMatchObject([{ method: "GET", status: 200 }]);
-    const [token, ...others] = fake.accepted("rest-get");
+    const [token, ...others] = ably.accepted("rest-get");
     expect(others).toEqual([]);
     expect(token).toMatchObject({ via: "rest", clientId: "rest-get", capability: grantFor("rest-get") });
     expect(token!.exp - token!.iat).toBe(TOKEN_TTL_SECONDS);
@@ -263,7 +278,7 @@ describe("ably-js Rest with authUrl", () => {
     const [call] = calls("rest-post");
     expect(call).toMatchObject({ method: "POST", status: 200, contentType: "application/x-www-form-urlencoded" });
     expect(call!.params.get("ttl")).toBe("2000");
-    const [token] = fake.accepted("rest-post");
+    const [token] = ably.accepted("rest-post");
     expect(token).toMatchObject({ clientId: "rest-post", capability: grantFor("rest-post") });
     expect(token!.exp - token!.iat).toBe(2);
   });
@@ -279,7 +294,7 @@ describe("ably-js Rest with authUrl", () => {
     const [call] = calls("rest-params");
     expect(call).toMatchObject({ method: "GET", status: 200 });
     expect(call!.params.get("room")).toBe("lobby");
-    expect(fake.accepted("rest-params")).toMatchObject([
+    expect(ably.accepted("rest-params")).toMatchObject([
       { clientId: "rest-params", capability: grantFor("rest-params") },
     ]);
   });
@@ -295,7 +310,7 @@ describe("ably-js Rest with authUrl", () => {
 
     const [call] = calls("rest-narrow");
     expect(call!.params.get("capability")).toBe(JSON.stringify(narrow));
-    const [token] = fake.accepted("rest-narrow");
+    const [token] = ably.accepted("rest-narrow");
     expect(token!.capability).toEqual(narrow);
     expect(token!.exp - token!.iat).toBe(2);
   });
@@ -307,7 +322,7 @@ describe("ably-js Rest with authUrl", () => {
       defaultTokenParams: { capability: { "*": ["*"] } },
     });
     await client.channels.get("private:rest-widen").publish("greeting", "hello");
-    expect(fake.accepted("rest-widen")[0]!.capability).toEqual(grantFor("rest-widen"));
+    expect(ably.accepted("rest-widen")[0]!.capability).toEqual(grantFor("rest-widen"));
 
     await expect(client.channels.get("public:lobby").publish("greeting", "hello")).rejects.toMatchObject({
       code: 40160,
@@ -322,20 +337,22 @@ describe("ably-js Realtime with authUrl", () => {
     await reaches(client, "connected");
 
     expect(client.auth.clientId).toBe("rt-connect");
-    expect(fake.accepted("rt-connect")).toMatchObject([{ via: "connect", capability: grantFor("rt-connect") }]);
+    expect(ably.accepted("rt-connect")).toMatchObject([{ via: "connect", capability: grantFor("rt-connect") }]);
   });
 
-  it("renews through the endpoint when Ably says its token expired (40142), and is connected again", async () => {
+  it("renews through the endpoint when Ably asks before the token expires (AUTH), on the same connection", async () => {
     const { client, states } = realtime({ authUrl: authUrl("rt-renew"), authHeaders: await bearer("rt-renew") });
     await reaches(client, "connected");
-    await until(() => fake.accepted("rt-renew").length >= 2, "a second token presented to Ably");
-    await reaches(client, "connected");
+    const connectionId = client.connection.id;
+    await until(() => ably.accepted("rt-renew").length >= 2, "a second token presented to Ably");
 
-    const [first, second] = fake.accepted("rt-renew");
+    const [first, second] = ably.accepted("rt-renew");
+    expect(second!.via).toBe("auth");
     expect(second!.token).not.toBe(first!.token);
     expect(second!.exp).toBeGreaterThan(first!.exp);
     expect(calls("rt-renew").slice(0, 2)).toMatchObject([{ status: 200 }, { status: 200 }]);
-    expect(states.find((s) => s.current === "disconnected")?.reason?.code).toBe(40142);
+    expect(client.connection.id).toBe(connectionId);
+    expect(states.map((s) => s.current)).not.toContain("disconnected");
   });
 
   it("swaps its token on the live connection when the app calls auth.authorize() (AUTH), without reconnecting", async () => {
@@ -347,7 +364,7 @@ describe("ably-js Realtime with authUrl", () => {
     expect(client.connection.state).toBe("connected");
     expect(client.connection.id).toBe(connectionId);
     expect(calls("rt-authorize")).toMatchObject([{ status: 200 }, { status: 200 }]);
-    expect(fake.accepted("rt-authorize").map((t) => t.via)).toEqual(["connect", "auth"]);
+    expect(ably.accepted("rt-authorize").map((t) => t.via)).toEqual(["connect", "auth"]);
   });
 
   it("ends FAILED for a banned user, with the 403, and stops calling the endpoint", async () => {
@@ -359,7 +376,7 @@ describe("ably-js Realtime with authUrl", () => {
     await sleep(QUIET_MS);
     expect(calls("rt-banned")).toMatchObject([{ status: 403 }]);
     expect(client.connection.state).toBe("failed");
-    expect(fake.accepted("rt-banned")).toEqual([]);
+    expect(ably.accepted("rt-banned")).toEqual([]);
   });
 
   it("keeps retrying without an identity token (401): the app may still sign the user in", async () => {
@@ -382,7 +399,7 @@ describe("moderation: a ban during a session", () => {
 
     expect(client.connection.errorReason).toMatchObject({ statusCode: 403, cause: { statusCode: 403 } });
     expect(calls("rt-moderated").map((c) => c.status)).toEqual([200, 403]);
-    expect(fake.accepted("rt-moderated")).toHaveLength(1);
+    expect(ably.accepted("rt-moderated")).toHaveLength(1);
   });
 });
 
@@ -413,7 +430,7 @@ describe("createAuthCallback, the client helper", () => {
     expect(second).toMatchObject({ status: 200 });
     expect(second!.identity).not.toBe(first!.identity);
     expect(first!.params.get("ttl")).toBe("2000");
-    const tokens = fake.accepted("cb-fresh");
+    const tokens = ably.accepted("cb-fresh");
     expect(tokens.map((t) => t.exp - t.iat)).toEqual([2, 2]);
   });
 
@@ -425,7 +442,7 @@ describe("createAuthCallback, the client helper", () => {
     });
     const { client } = realtime({ authCallback });
     await reaches(client, "connected");
-    await until(() => fake.accepted("cb-renew").length >= 2, "a second token presented to Ably");
+    await until(() => ably.accepted("cb-renew").length >= 2, "a second token presented to Ably");
     await reaches(client, "connected");
 
     expect(fetched).toBeGreaterThanOrEqual(2);

@@ -2,16 +2,17 @@
  * A ban that holds everywhere, end to end with real parts: two `wrangler dev` processes
  * with their own persisted state stand for two Cloudflare locations, the second of which has not
  * yet heard of the ban (as KV propagation would have it); the real ably-js client talks to the
- * Ably stand-in (test/support/fake-ably.ts), which revokes as Ably documents `issuedBefore`.
+ * Ably stand-in (dev/ably/), which revokes as Ably documents `issuedBefore`.
  * The assertions are on the order of events, never on elapsed time.
  */
 import * as Ably from "ably";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createAuthCallback } from "../../client/ably-auth";
 import { ISSUED_BEFORE_SKEW_MS } from "../../src/constants";
-import { type Event, type FakeAbly, startFakeAbly } from "../support/fake-ably";
+import { type AblyStandIn, startAblyStandIn } from "../../dev/ably/server";
+import type { Event } from "../../dev/ably/stand-in";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
+import { type Served, serve } from "../../dev/node-server";
 import { identityToken } from "../support/tokens";
 import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 
@@ -31,7 +32,7 @@ const TEST_TIMEOUT_MS = 3 * STEP_TIMEOUT_MS;
 
 let provider: Awaited<ReturnType<typeof identityProvider>>;
 let idp: Served;
-let fake: FakeAbly;
+let ably: AblyStandIn;
 /** The location where the moderator bans, and one whose ban list lags. */
 let first: WranglerDev;
 let second: WranglerDev;
@@ -41,14 +42,14 @@ beforeAll(async () => {
     provider = await identityProvider(origin);
     return provider.handle;
   });
-  fake = await startFakeAbly(TEST_ABLY_KEY, { "*": ["*"] });
+  ably = await startAblyStandIn(TEST_ABLY_KEY, { "*": ["*"] });
   const vars = {
     JWT_ISSUER: provider.issuer,
     JWT_AUDIENCE: provider.audience,
     ABLY_API_KEY: TEST_ABLY_KEY,
     ADMIN_TOKEN,
     ABLY_REVOCABLE_TOKENS: "true",
-    ABLY_REST_URL: `http://127.0.0.1:${fake.port}`,
+    ABLY_REST_URL: `http://127.0.0.1:${ably.port}`,
     BAN_PROPAGATION_SECONDS: String(PROPAGATION_SECONDS),
   };
   // One after the other: two cold starts at once on two cores can outlast the start-up timeout.
@@ -62,7 +63,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await first?.stop();
   await second?.stop();
-  await fake?.close();
+  await ably?.close();
   await idp?.close();
 });
 
@@ -86,26 +87,26 @@ async function until(condition: () => boolean, what: string) {
   const deadline = Date.now() + STEP_TIMEOUT_MS;
   while (!condition()) {
     if (Date.now() > deadline) {
-      const happened = fake.log.map((e) =>
+      const happened = ably.log.map((e) =>
         e.kind === "token" ? `token ${e.grant ? "accepted" : e.error?.code}` : e.kind === "mark" ? e.label : e.kind,
       );
-      throw new Error(`${what}: not within ${STEP_TIMEOUT_MS} ms; the fake saw: ${happened.join(", ")}`);
+      throw new Error(`${what}: not within ${STEP_TIMEOUT_MS} ms; the stand-in saw: ${happened.join(", ")}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
 const revocationsOf = (clientId: string) =>
-  fake.log.filter(
+  ably.log.filter(
     (e): e is Extract<Event, { kind: "revocation" }> => e.kind === "revocation" && e.target === `clientId:${clientId}`,
   );
 const acceptedOf = (clientId: string) =>
-  fake.log.filter((e): e is Extract<Event, { kind: "token" }> => e.kind === "token" && e.grant?.clientId === clientId);
-const cutsOf = (clientId: string) => fake.log.filter((e) => e.kind === "cut" && e.clientId === clientId);
-/** Where `event` is in the fake's log. */
+  ably.log.filter((e): e is Extract<Event, { kind: "token" }> => e.kind === "token" && e.grant?.clientId === clientId);
+const cutsOf = (clientId: string) => ably.log.filter((e) => e.kind === "cut" && e.clientId === clientId);
+/** Where `event` is in the stand-in's log. */
 const at = (event: Event | undefined) => {
   expect(event).toBeDefined();
-  return fake.log.indexOf(event!);
+  return ably.log.indexOf(event!);
 };
 
 describe("a ban with revocable tokens, a second location that lags", () => {
@@ -131,7 +132,7 @@ describe("a ban with revocable tokens, a second location that lags", () => {
           },
         })(params, callback);
       const client = new Ably.Realtime({
-        ...fake.clientOptions,
+        ...ably.clientOptions,
         logLevel: 0,
         authCallback,
         disconnectedRetryTimeout: RETRY_MS,
@@ -150,7 +151,7 @@ describe("a ban with revocable tokens, a second location that lags", () => {
         "a token from the second location",
       );
       await admin(second, "PUT", `/bans/${clientId}`);
-      fake.mark("the ban reached the second location");
+      ably.mark("the ban reached the second location");
 
       await until(() => client.connection.state === "failed", "the client FAILED");
       expect(client.connection.errorReason).toMatchObject({ statusCode: 403 });
@@ -158,7 +159,7 @@ describe("a ban with revocable tokens, a second location that lags", () => {
       const [firstToken, lateToken, ...moreTokens] = acceptedOf(clientId);
       const [atBan, afterPropagation, ...moreRevocations] = revocationsOf(clientId);
       const [firstCut, secondCut] = cutsOf(clientId);
-      const propagated = fake.log.find((e) => e.kind === "mark");
+      const propagated = ably.log.find((e) => e.kind === "mark");
       expect(moreTokens).toEqual([]);
       expect(moreRevocations).toEqual([]);
       // The order: token, revocation, cut, the lagging location's token, the ban reaches it, second revocation, cut.
@@ -191,11 +192,11 @@ describe("a ban with revocable tokens, a second location that lags", () => {
       expect(revocationsOf(clientId)).toHaveLength(1);
 
       await first.restart();
-      fake.mark("the first location restarted");
+      ably.mark("the first location restarted");
       await until(() => revocationsOf(clientId).length === 2, "the second revocation");
 
       const [, afterPropagation] = revocationsOf(clientId);
-      const restarted = fake.log.find((e) => e.kind === "mark" && e.label === "the first location restarted");
+      const restarted = ably.log.find((e) => e.kind === "mark" && e.label === "the first location restarted");
       expect(at(afterPropagation)).toBeGreaterThan(at(restarted));
       // Set when the alarm ran, on the first location's clock, a little back for Ably's (constants.ts).
       expect(afterPropagation!.issuedBefore + ISSUED_BEFORE_SKEW_MS).toBeGreaterThanOrEqual(

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAblyToken } from "../support/ably-token";
 import { launchBrowser, type OpenedPage, openPage } from "../support/browser";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
+import { type Served, serve } from "../../dev/node-server";
 import { identityToken } from "../support/tokens";
 import { ROOT, startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 
@@ -172,14 +172,8 @@ async function workerLinesDuring<T>(act: () => Promise<T>): Promise<T & { lines:
   while (!dev.output().includes(marker) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const text = dev.output().slice(start);
-  expect(text, "the marker request's log line").toContain(marker);
-  const lines = text
-    .split("\n")
-    .map((line) => line.slice(line.indexOf("{")))
-    .filter((line) => line.startsWith('{"requestId"'))
-    .map((line) => JSON.parse(line) as LogLine)
-    .filter((line) => line.requestId !== marker);
+  expect(dev.output().slice(start), "the marker request's log line").toContain(marker);
+  const lines = dev.records(start).filter((line) => line.requestId !== marker) as unknown as LogLine[];
   return { ...result, lines };
 }
 

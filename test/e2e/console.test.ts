@@ -10,11 +10,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ablyRest } from "../support/ably-rest";
+import { type AblyStandIn, startAblyStandIn } from "../../dev/ably/server";
+import { type Served, serve } from "../../dev/node-server";
 import { ADMIN_LIST_PAGE_SIZE } from "../../src/constants";
 import { launchBrowser, type OpenedPage, openPage } from "../support/browser";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
 import { identityToken } from "../support/tokens";
 import { ROOT, startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 
@@ -47,7 +47,7 @@ const devVars = Object.fromEntries(
 let provider: Awaited<ReturnType<typeof identityProvider>>;
 let idp: Served;
 /** Ably's token revocation, stood in for on 127.0.0.1: a ban's first round succeeds there. */
-let ably: Served;
+let ably: AblyStandIn;
 let dev: WranglerDev;
 /** The same worker without ADMIN_TOKEN: the admin API off. */
 let off: WranglerDev;
@@ -60,7 +60,7 @@ beforeAll(async () => {
     provider = await identityProvider(origin);
     return provider.handle;
   });
-  ably = await serve(async () => ablyRest(TEST_ABLY_KEY).handle);
+  ably = await startAblyStandIn(TEST_ABLY_KEY);
   const identity = { JWT_ISSUER: provider.issuer, JWT_AUDIENCE: provider.audience, ABLY_API_KEY: TEST_ABLY_KEY };
   // One after the other: two cold starts at once on two cores can outlast the start-up timeout.
   dev = await startWranglerDev({
@@ -68,7 +68,7 @@ beforeAll(async () => {
     ...identity,
     ADMIN_TOKEN,
     ABLY_REVOCABLE_TOKENS: "true",
-    ABLY_REST_URL: ably.origin,
+    ABLY_REST_URL: `http://127.0.0.1:${ably.port}`,
   });
   // Nothing but what /auth needs: no way into the admin API is configured.
   off = await startWranglerDev(identity);
@@ -218,13 +218,7 @@ describe("in Chromium", () => {
     expect(log.filter((line) => /Content.Security.Policy|pageerror/i.test(line))).toEqual([]);
   });
 
-  // Needs the back end of branch `access`: GET /admin/whoami, the worker's Cloudflare Access check
-  // (with its settings in .dev.vars.example) and the development identity provider's /access/login.
-  // Until they are merged, whoami is 404 and this case is skipped.
-  it("signs in through Cloudflare Access, with no token, and bans in the moderator's name", async (ctx) => {
-    if ((await fetch(`${dev.base}/admin/whoami`, { headers: ADMIN })).status === 404) {
-      ctx.skip("GET /admin/whoami is not there yet (the back end of branch access)");
-    }
+  it("signs in through Cloudflare Access, with no token, and bans in the moderator's name", async () => {
     // On the port its Access settings name: nothing else may be listening there (no `npm run dev`).
     const access = await startWranglerDev(
       { AUTH_URL: dev.base },

@@ -1,6 +1,6 @@
 /**
  * What `wrangler deploy` would upload: the auth endpoint alone. Nothing of the development identity
- * provider, the demo page or the Ably client SDK is in it, and no development setting reaches it,
+ * provider, the demo page, the Ably stand-in or the Ably client SDK is in it, and no development setting reaches it,
  * so no code path of the production worker can trust the development provider.
  */
 import { execFile } from "node:child_process";
@@ -43,6 +43,8 @@ describe("wrangler deploy --dry-run", () => {
     ["the development provider's address", "127.0.0.1:8788"],
     ["the development admin token", "dev-only-admin-token"],
     ["the Ably client SDK", "realtimeRequestTimeout"],
+    ["the Ably stand-in", "ably-stand-in"],
+    ["the stand-in's address", "127.0.0.1:8789"],
     // Uploaded beside it as static assets (public/admin/), never bundled.
     ["the moderation console's script", "ably-edge-auth.admin-token"],
   ])("holds nothing of %s", (_name, marker) => {

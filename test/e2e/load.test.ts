@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { identityProvider, TEST_ABLY_KEY } from "../support/identity-provider";
-import { type Served, serve } from "../support/node-server";
+import { type Served, serve } from "../../dev/node-server";
 import { identityToken } from "../support/tokens";
 import { startWranglerDev, type WranglerDev } from "../support/wrangler-dev";
 

@@ -21,6 +21,8 @@ import {
   readlinkSync,
   realpathSync,
   rmSync,
+  symlinkSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, sep } from "node:path";
@@ -35,6 +37,8 @@ const IDP = "http://127.0.0.1:8788";
 const AUTH = "http://127.0.0.1:8787";
 /** `npm ci` from a warm cache plus two wrangler starts; a cold CI machine needs the margin. */
 const START_TIMEOUT_MS = 240_000;
+/** `npm run dev` alone: two wrangler starts and the Ably stand-in. */
+const DEV_START_TIMEOUT_MS = 90_000;
 
 const devVars = readFileSync(join(ROOT, ".dev.vars.example"), "utf8");
 const devVar = (name: string) => new RegExp(`^${name}="([^"]*)"`, "m").exec(devVars)![1]!;
@@ -77,50 +81,78 @@ function descendants(pid: number): { pid: number; exe: string; cmdline: string }
   return found;
 }
 
-let checkout: string;
-let run: ChildProcess;
-let output = "";
-
-beforeAll(async () => {
-  // A fresh copy: what git tracks plus new files it does not ignore, so no node_modules, no .dev.vars.
-  checkout = mkdtempSync(join(tmpdir(), "ably-edge-auth-checkout-"));
+/** A fresh copy of the project: what git tracks plus new files it does not ignore, so no node_modules, no .dev.vars. */
+function freshCopy(): string {
+  const copy = mkdtempSync(join(tmpdir(), "ably-edge-auth-checkout-"));
   const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard", "-z"], { cwd: ROOT, encoding: "utf8" });
   for (const file of files.split("\0").filter(Boolean)) {
-    mkdirSync(dirname(join(checkout, file)), { recursive: true });
+    mkdirSync(dirname(join(copy, file)), { recursive: true });
     try {
-      copyFileSync(join(ROOT, file), join(checkout, file));
+      copyFileSync(join(ROOT, file), join(copy, file));
     } catch {
       // deleted in the working tree but still tracked: a fresh clone would not have it either
     }
   }
-  run = spawn("sh", ["-c", readmeRunCommand()], {
-    cwd: checkout,
-    env: { ...userShellEnv(), CI: "true", WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
+  return copy;
+}
+
+/** `command` run by a shell in `cwd` with `env`, in its own process group; its output collected. */
+interface Run {
+  child: ChildProcess;
+  output(): string;
+  /** Stops it and everything it started (dev/run.mjs stops its children on SIGTERM). */
+  stop(): Promise<void>;
+}
+
+/** Starts `command` in `cwd` and waits until dev/run.mjs says it is ready. */
+async function startRun(cwd: string, command: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
+  const child = spawn("sh", ["-c", command], {
+    cwd,
+    env: { ...env, CI: "true", WRANGLER_SEND_METRICS: "false", FORCE_COLOR: "0" },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
-  run.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  run.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const deadline = Date.now() + START_TIMEOUT_MS;
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const run: Run = {
+    child,
+    output: () => output,
+    stop: async () => {
+      if (child.pid === undefined || child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      process.kill(-child.pid, "SIGTERM");
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    },
+  };
+  const deadline = Date.now() + timeoutMs;
   while (!output.includes("[dev] ready")) {
-    if (run.exitCode !== null) throw new Error(`the run command exited:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`not ready after ${START_TIMEOUT_MS} ms:\n${output}`);
+    if (child.exitCode !== null) throw new Error(`${command} exited:\n${output}`);
+    if (Date.now() > deadline) {
+      await run.stop();
+      throw new Error(`not ready after ${timeoutMs} ms:\n${output}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-}, START_TIMEOUT_MS + 10_000);
-
-afterAll(async () => {
-  if (run?.pid !== undefined && run.exitCode === null) {
-    const exited = new Promise((resolve) => run.once("exit", resolve));
-    process.kill(-run.pid, "SIGTERM"); // dev/run.mjs stops both wrangler process groups
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
-  }
-  if (checkout) rmSync(checkout, { recursive: true, force: true });
-});
+  return run;
+}
 
 describe("the README's run command", () => {
+  let checkout: string;
+  let run: Run;
+
+  beforeAll(async () => {
+    checkout = freshCopy();
+    run = await startRun(checkout, readmeRunCommand(), userShellEnv(), START_TIMEOUT_MS);
+  }, START_TIMEOUT_MS + 10_000);
+
+  afterAll(async () => {
+    await run?.stop();
+    if (checkout) rmSync(checkout, { recursive: true, force: true });
+  });
+
   it("runs the dev script and both wranglers on the project's Node, not the machine's", () => {
-    const tree = descendants(run.pid!);
+    const tree = descendants(run.child.pid!);
     const shown = JSON.stringify(tree, null, 1);
     // Every Node process but npm itself (whose title is "npm <command>"): npm may run on the machine's Node.
     const nodes = tree.filter(({ exe, cmdline }) => basename(exe) === "node" && !/^npm\b/.test(cmdline));
@@ -129,6 +161,10 @@ describe("the README's run command", () => {
       shown,
     ).toHaveLength(1);
     expect(nodes.filter(({ cmdline }) => cmdline.includes("wrangler")).length, shown).toBeGreaterThanOrEqual(2); // auth, idp
+    expect(
+      nodes.filter(({ cmdline }) => cmdline.includes("dev/ably/main.ts")),
+      shown,
+    ).toHaveLength(1); // placeholder key
     const own = join(realpathSync(checkout), "node_modules") + sep;
     for (const { exe, cmdline } of nodes) {
       // The checkout's own node_modules/node, found through the PATH that npm run gives its scripts.
@@ -138,11 +174,11 @@ describe("the README's run command", () => {
     console.log(
       `on ${PROJECT_NODE}:\n${nodes.map(({ exe, cmdline }) => `  ${exe}: ${cmdline.slice(0, 120)}`).join("\n")}`,
     );
-    expect(output).toContain(`[dev] ready on Node ${PROJECT_NODE}`);
+    expect(run.output()).toContain(`[dev] ready on Node ${PROJECT_NODE}`);
   });
 
   it("creates .dev.vars from the example and says so", () => {
-    expect(output).toContain("created .dev.vars from .dev.vars.example");
+    expect(run.output()).toContain("created .dev.vars from .dev.vars.example");
     expect(readFileSync(join(checkout, ".dev.vars"), "utf8")).toBe(devVars);
   });
 
@@ -182,43 +218,153 @@ describe("the README's run command", () => {
     const res = await fetch(`${AUTH}/auth`, { headers: { Authorization: `Bearer ${identity}` } });
     expect(res.status).toBe(403);
   });
+
+  it("plays Cloudflare Access for the admin API: its certs, an application token, the login cookie", async () => {
+    const certs = await (
+      await fetch(`${devVar("ACCESS_TEAM_DOMAIN")}/cdn-cgi/access/certs`)
+    ).json<{
+      keys: { d?: string }[];
+      public_cert: { kid: string; cert: string };
+      public_certs: unknown[];
+    }>();
+    expect(certs.keys[0]!.d).toBeUndefined();
+    expect(certs.public_cert.cert).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+    expect(certs.public_certs).toEqual([certs.public_cert]);
+
+    const jwt = await (await fetch(`${IDP}/access/token?email=alice@example.com`)).text();
+    const payload = JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+    expect(payload).toMatchObject({ iss: devVar("ACCESS_TEAM_DOMAIN"), aud: [devVar("ACCESS_AUD")], type: "app" });
+    const header = { "Cf-Access-Jwt-Assertion": jwt };
+    expect(await (await fetch(`${AUTH}/admin/whoami`, { headers: header })).json()).toEqual({
+      moderator: "alice@example.com",
+      via: "access",
+    });
+    const ban = await fetch(`${AUTH}/admin/bans/access-walkthrough`, { method: "PUT", headers: header });
+    expect(await ban.json()).toMatchObject({ bannedBy: "alice@example.com" });
+    expect((await fetch(`${AUTH}/admin/bans/access-walkthrough`, { method: "DELETE", headers: header })).status).toBe(
+      204,
+    );
+
+    const login = await fetch(`${IDP}/access/login?email=bob@example.com&redirect=${AUTH}/admin/`, {
+      redirect: "manual",
+    });
+    expect(login.status).toBe(302);
+    expect(login.headers.get("location")).toBe(`${AUTH}/admin/`);
+    const cookie = login.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^CF_Authorization=[\w.-]+; Path=\/; SameSite=Lax; HttpOnly/);
+    const sameOrigin = { Cookie: cookie.split(";")[0]!, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors" };
+    expect(await (await fetch(`${AUTH}/admin/whoami`, { headers: sameOrigin })).json()).toEqual({
+      moderator: "bob@example.com",
+      via: "access",
+    });
+    const elsewhere = await fetch(`${IDP}/access/login?email=bob@example.com&redirect=https://evil.example/`, {
+      redirect: "manual",
+    });
+    expect(elsewhere.status).toBe(400);
+  });
 });
 
-describe("the demo page in Chromium", () => {
+/**
+ * An existing checkout whose .dev.vars predates the demo's settings, with the user's own shorter
+ * token lifetime: `npm run dev` tops it up and starts the Ably stand-in; then the demo page's two
+ * users in Chromium. node_modules is the project's own (linked), so no `npm ci` here.
+ */
+describe("the demo page from `npm run dev` in an existing checkout: two users, a ban cuts one off", () => {
+  /** The user's own value in the old .dev.vars: Ably asks for a renewal half-way, 8 s in. */
+  const TTL_SECONDS = "16";
+  /** The settings the example gained for the demo: an older .dev.vars lacks them. */
+  const NEW_SETTINGS = ["ABLY_CAPABILITY", "ABLY_REVOCABLE_TOKENS", "ABLY_REST_URL"];
+  let checkout: string;
+  let run: Run;
   let browser: Browser;
-  beforeAll(async () => {
-    browser = await launchBrowser();
-  });
-  afterAll(async () => browser?.close());
 
-  it("shows a token issued and decoded, then a ban turning the renewal into a 403 and FAILED", async () => {
+  beforeAll(async () => {
+    checkout = freshCopy();
+    symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"));
+    const old = devVars
+      .split("\n")
+      .filter((line) => !NEW_SETTINGS.some((name) => line.startsWith(`${name}=`)))
+      .join("\n")
+      .replace(/^ABLY_TOKEN_TTL_SECONDS=.*$/m, `ABLY_TOKEN_TTL_SECONDS="${TTL_SECONDS}"`);
+    writeFileSync(join(checkout, ".dev.vars"), old);
+    run = await startRun(checkout, "npm run dev", process.env, DEV_START_TIMEOUT_MS);
+    browser = await launchBrowser();
+  }, DEV_START_TIMEOUT_MS + 40_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await run?.stop();
+    if (checkout) rmSync(checkout, { recursive: true, force: true });
+  });
+
+  it("adds the settings .dev.vars lacks, says which, and keeps the user's own values", () => {
+    expect(run.output()).toContain(`added to .dev.vars from .dev.vars.example: ${NEW_SETTINGS.join(", ")}`);
+    const now = readFileSync(join(checkout, ".dev.vars"), "utf8");
+    expect(now).toContain(`ABLY_TOKEN_TTL_SECONDS="${TTL_SECONDS}"`);
+    for (const name of NEW_SETTINGS) expect(now).toContain(`\n${name}=`);
+    expect(run.output()).toContain("the local stand-in on http://127.0.0.1:8789");
+  });
+
+  it("shows two users talking, a refusal, a renewal, and a ban cutting one off while the other stays", async () => {
     const opened = await openPage(browser, `${IDP}/`);
     const { page, log } = opened;
     const text = (id: string) => page.textContent(`#${id}`).then((t) => t ?? "");
-    /** Waits until the element's text matches: the page updates as ably-js and /auth answer. */
-    const until = (id: string, text: RegExp) =>
-      page.locator(`#${id}`).filter({ hasText: text }).waitFor({ timeout: 15_000 });
+    /** Waits until the element's text matches: the page updates as ably-js, /auth and Ably answer. */
+    const until = (id: string, pattern: RegExp, timeout = 15_000) =>
+      page.locator(`#${id}`).filter({ hasText: pattern }).waitFor({ timeout });
+    const names = (id: string) => page.locator(`#${id} li`).allTextContents();
     try {
-      await page.selectOption("#user", "bob");
-      await page.click("#connect");
-      await until("status", /^200/);
-      expect(await text("client-id")).toBe("bob");
-      expect(JSON.parse(await text("ably-token"))).toMatchObject({
-        "x-ably-clientId": "bob",
-        "x-ably-capability": { "private:bob": ["history", "presence", "publish", "subscribe"] },
-      });
-      expect(JSON.parse(await text("identity"))).toMatchObject({ sub: "bob", iss: devVar("JWT_ISSUER") });
-      expect(await text("key-note")).toContain("placeholder key");
+      expect(await text("ably-mode")).toContain("local Ably stand-in on 127.0.0.1:8789");
+      expect(await page.inputValue("#a-user")).toBe("alice");
+      expect(await page.inputValue("#b-user")).toBe("bob");
+      await page.click("#a-connect");
+      await page.click("#b-connect");
+      await until("a-state", /^connected$/);
+      await until("b-state", /^connected$/);
+      expect(await text("a-client-id")).toBe("alice");
+      expect(await text("b-client-id")).toBe("bob");
 
-      await page.click("#ban");
-      await until("log", /bob banned/);
-      await page.click("#renew");
-      await until("status", /^403/);
-      await until("state", /^failed$/);
-      expect(await text("status")).toContain("banned from the demo page");
-      await page.click("#unban");
+      // Presence: each sees both.
+      await until("a-presence", /alice[\s\S]*bob/);
+      await until("b-presence", /alice[\s\S]*bob/);
+
+      // Messages on the shared channel, both ways.
+      await page.fill("#a-text", "hi bob");
+      await page.click("#a-send");
+      await until("b-messages", /alice: hi bob/);
+      await page.fill("#b-text", "hi alice");
+      await page.click("#b-send");
+      await until("a-messages", /bob: hi alice/);
+
+      // Outside alice's grant: bob's private channel, refused by Ably with 40160.
+      await page.click("#a-forbidden");
+      await until("a-refused", /^40160 /);
+
+      // The token counts down and is renewed when Ably asks, on the same connection.
+      expect(await text("a-countdown")).toMatch(/^\d+ s$/);
+      await until("a-renewals", /^[1-9]/, Number(TTL_SECONDS) * 1000);
+      await until("a-log", /token renewed/);
+      expect(await text("a-state")).toBe("connected");
+
+      // Ban bob: revoked (40141), his re-authentication refused (403), FAILED; alice stays.
+      await page.click("#b-ban");
+      await until("b-log", /40141 Token revoked/);
+      await until("b-status", /^403 You are banned/);
+      await until("b-state", /^failed$/);
+      await until("a-log", /bob leave presence/);
+      expect(await names("a-presence")).toEqual(["alice"]);
+      expect(await text("b-countdown")).toBe("–"); // no live token left to count down
+      expect(await text("a-state")).toBe("connected");
+      await page.fill("#a-text", "still here");
+      await page.click("#a-send");
+      await until("a-messages", /alice: still here/);
+      expect(await text("b-messages")).not.toContain("still here");
+
+      if (process.env.DEMO_SCREENSHOT) await page.screenshot({ path: process.env.DEMO_SCREENSHOT, fullPage: true });
     } catch (error) {
-      throw new Error(`${String(error)}\nwhat the page logged:\n${log.join("\n")}`, { cause: error });
+      throw new Error(`${String(error)}\nwhat the page logged:\n${log.join("\n")}\nnpm run dev:\n${run.output()}`, {
+        cause: error,
+      });
     } finally {
       await opened.close();
     }

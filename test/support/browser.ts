@@ -1,7 +1,7 @@
 /**
- * A real, headless Chromium for the e2e suites, driven by playwright-core. It is the system's
- * Chromium (Debian: `apt-get install chromium`), not one Playwright downloads, so nothing is fetched
- * at test time. Each launch gets a fresh temporary profile from Playwright (removed on close), so
+ * A real, headless Chromium for the e2e suites, driven by playwright-core. It is an installed
+ * Chromium or Chrome (chromium.ts finds it, and `npm test` installs Debian's where it can), not one
+ * Playwright downloads, so nothing is fetched at test time. Each launch gets a fresh temporary profile from Playwright (removed on close), so
  * no cookie, cache or CORS preflight cache survives from one run to the next.
  *
  *   const browser = await launchBrowser();
@@ -9,11 +9,8 @@
  *   ...
  *   await browser.close();
  */
-import { existsSync } from "node:fs";
 import { type Browser, chromium, type Page } from "playwright-core";
-
-/** Where Debian's `chromium` package puts it; CHROMIUM_PATH overrides (another OS, another build). */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+import { chromiumMissing, findChromium } from "./chromium";
 
 /**
  * What this machine needs: no sandbox (containers, root), no GPU, no QUIC; and no background
@@ -39,14 +36,10 @@ const LOAD_TIMEOUT_MS = 10_000;
 
 /** Starts headless Chromium. Throws, never skips, when it is not installed. */
 export async function launchBrowser(): Promise<Browser> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM_PATH}. Install it (Debian: \`apt-get install chromium\`) ` +
-        "or point CHROMIUM_PATH at a Chromium or Chrome binary.",
-    );
-  }
+  const missing = chromiumMissing();
+  if (missing) throw new Error(missing);
   return chromium.launch({
-    executablePath: CHROMIUM_PATH,
+    executablePath: findChromium(),
     headless: true,
     args: CHROMIUM_ARGS,
     timeout: LAUNCH_TIMEOUT_MS,

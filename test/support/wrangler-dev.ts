@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { freePort } from "./node-server";
+import { freePort } from "../../dev/node-server";
 
 /** The project root: wrangler finds wrangler.toml from its working directory. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -35,6 +35,8 @@ export interface WranglerDev {
   workerdRssKiB(): Promise<number>;
   /** Everything wrangler and the worker printed so far (the worker's log lines included). */
   output(): string;
+  /** The worker's per-request log records (src/request/log.ts) in `output()` from `from` on, oldest first. */
+  records(from?: number): LogRecord[];
   /** Runs `wrangler kv key <args> --binding BANS --local` against this server's store. */
   kv(...args: string[]): Promise<void>;
   /** Writes every entry with one `wrangler kv bulk put --binding BANS --local` (one wrangler start, not one a key). */
@@ -147,6 +149,7 @@ export async function startWranglerDev(
         .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
     },
     output: () => output,
+    records: (from = 0) => logRecords(output.slice(from)),
     kv: async (...args) => {
       await promisify(execFile)(
         WRANGLER,
@@ -169,4 +172,34 @@ export async function startWranglerDev(
     },
     stop,
   };
+}
+
+/** One of the worker's per-request log records. */
+export type LogRecord = Record<string, string | number | undefined> & { requestId: string };
+
+/**
+ * The per-request records in wrangler dev's output. The worker logs an object (Workers Logs indexes
+ * its fields); locally workerd prints it the way Node's util.inspect does, one `key: value,` a line
+ * between a line `{` and a line `}`, strings quoted with ', " or `.
+ */
+export function logRecords(text: string): LogRecord[] {
+  const blocks = text.match(/^\{\n[\s\S]*?^\}$/gm) ?? [];
+  return blocks
+    .map((block) =>
+      Object.fromEntries(
+        block
+          .split("\n")
+          .slice(1, -1)
+          .map((line) => /^\s+(\w+): (.*?),?$/.exec(line))
+          .filter((m) => m !== null)
+          .map(([, key, raw]) => [key!, inspected(raw!)]),
+      ),
+    )
+    .filter((record): record is LogRecord => typeof record.requestId === "string");
+}
+
+function inspected(raw: string): string | number | undefined {
+  if (raw === "undefined") return undefined;
+  if (/^['"`]/.test(raw)) return raw.slice(1, -1).replace(/\\(.)/g, "$1");
+  return Number(raw);
 }

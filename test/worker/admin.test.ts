@@ -167,35 +167,102 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
       ["PUT", "/bans/x"],
       ["GET", "/bans/x"],
       ["DELETE", "/bans/x"],
-      ["GET", "/bans"],
+      ["GET", "/bans?order=key"],
     ] as const) {
       const res = await admin(method, path, method === "PUT" ? { reason: "x" } : undefined, { ...ADMIN, BANS: broken });
       expect(res.status).toBe(503);
       expect(await problemCode(res)).toBe("ban-list-unavailable");
     }
   });
+
+  it("answers 503 when the index fails, never 500", async () => {
+    const stub = { put: () => Promise.reject(new Error("down")), remove: () => Promise.reject(new Error("down")) };
+    const broken = { idFromName: () => "id", get: () => ({ ...stub, page: stub.put }) };
+    for (const [method, path] of [
+      ["PUT", "/bans/x"],
+      ["DELETE", "/bans/x"],
+      ["GET", "/bans"],
+    ] as const) {
+      const res = await admin(method, path, method === "PUT" ? { reason: "x" } : undefined, {
+        ...ADMIN,
+        BAN_INDEX: broken,
+      });
+      expect(res.status).toBe(503);
+      expect(await problemCode(res)).toBe("ban-list-unavailable");
+    }
+  });
 });
 
-describe("GET /admin/bans lists with cursor pagination", () => {
-  it("pages through every ban, 100 at a time, with the stored records", async () => {
+/** Every page of GET /admin/bans`query` (cursor added), in order, after checking each answers 200. */
+async function allPages(query = "") {
+  const pages: { bans: Record<string, unknown>[]; cursor: string | null }[] = [];
+  let cursor: string | null = "";
+  while (cursor !== null) {
+    const res = await admin("GET", `/bans?${query}cursor=${encodeURIComponent(cursor)}`);
+    expect(res.status).toBe(200);
+    const page: { bans: Record<string, unknown>[]; cursor: string | null } = await res.json();
+    pages.push(page);
+    cursor = page.cursor;
+  }
+  return pages;
+}
+const ids = (bans: Record<string, unknown>[], prefix: string) =>
+  bans.map((b) => String(b.clientId)).filter((id) => id.startsWith(prefix));
+
+describe("GET /admin/bans lists newest first, with cursor pagination", () => {
+  it("pages through every ban, 100 at a time, newest first across pages, with the stored records", async () => {
     const names = Array.from({ length: 230 }, (_, i) => `listed-${String(i).padStart(3, "0")}`);
-    await Promise.all(names.map(async (name) => admin("PUT", `/bans/${name}`, { reason: `r-${name}` })));
-    const seen: Record<string, unknown>[] = [];
-    let cursor: string | null = "";
-    let pages = 0;
-    while (cursor !== null) {
-      const res = await admin("GET", `/bans?cursor=${encodeURIComponent(cursor)}`);
-      expect(res.status).toBe(200);
-      const page: { bans: Record<string, unknown>[]; cursor: string | null } = await res.json();
-      expect(page.bans.length).toBeLessThanOrEqual(100);
-      seen.push(...page.bans);
-      cursor = page.cursor;
-      pages++;
+    // One after the other: each is newer than the one before (equal times fall back to the clientId, also descending).
+    for (const name of names) await admin("PUT", `/bans/${name}`, { reason: `r-${name}` });
+    const pages = await allPages();
+    expect(pages.length).toBeGreaterThanOrEqual(3);
+    for (const page of pages) expect(page.bans.length).toBeLessThanOrEqual(100);
+    const listed = pages.flatMap((page) => page.bans);
+    expect(ids(listed, "listed-")).toEqual(names.toReversed());
+    const { bannedAt, ...rest } = listed.find((b) => b.clientId === "listed-007")!;
+    expect(rest).toEqual({ clientId: "listed-007", reason: "r-listed-007", bannedBy: "admin-api", active: true });
+    expect(Date.now() - Date.parse(String(bannedAt))).toBeLessThan(60_000);
+  });
+
+  it("drops a lifted ban, moves a re-ban to the front, and drops a temporary ban once it has ended", async () => {
+    for (const name of ["order-a", "order-b", "order-c", "order-d"]) await admin("PUT", `/bans/${name}`, {});
+    await admin("PUT", "/bans/order-e", { ttlSeconds: 1 });
+    expect(
+      ids(
+        (await allPages()).flatMap((p) => p.bans),
+        "order-",
+      ),
+    ).toEqual(["order-e", "order-d", "order-c", "order-b", "order-a"]);
+    expect((await admin("DELETE", "/bans/order-c")).status).toBe(204);
+    await admin("PUT", "/bans/order-a", { reason: "again" });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const listed = (await allPages()).flatMap((p) => p.bans);
+    expect(ids(listed, "order-")).toEqual(["order-a", "order-d", "order-b"]);
+    expect(listed.find((b) => b.clientId === "order-a")).toMatchObject({ reason: "again", active: true });
+  });
+
+  it("refuses a cursor it did not give, and an unknown order", async () => {
+    for (const query of ["cursor=nonsense", "cursor=12:", "order=newest"]) {
+      const res = await admin("GET", `/bans?${query}`);
+      expect(res.status).toBe(400);
+      expect(await problemCode(res)).toBe("request-invalid");
     }
-    const listed = seen.filter((b) => String(b.clientId).startsWith("listed-"));
-    expect(listed.map((b) => b.clientId)).toEqual(names);
-    expect(listed[7]).toMatchObject({ reason: "r-listed-007", bannedBy: "admin-api" });
-    expect(pages).toBeGreaterThanOrEqual(3);
+  });
+
+  it("lists KV itself with order=key: bans written straight into KV too, in key order", async () => {
+    await admin("PUT", "/bans/keyed-b", { reason: "through the API" });
+    await testEnv.BANS.put("keyed-a", JSON.stringify({ reason: "wrangler kv key put" }));
+    expect(
+      ids(
+        (await allPages()).flatMap((p) => p.bans),
+        "keyed-",
+      ),
+    ).toEqual(["keyed-b"]);
+    const byKey = (await allPages("order=key&")).flatMap((p) => p.bans);
+    expect(byKey.filter((b) => String(b.clientId).startsWith("keyed-"))).toEqual([
+      { clientId: "keyed-a", active: true },
+      expect.objectContaining({ clientId: "keyed-b", reason: "through the API", active: true }),
+    ]);
   });
 });
 

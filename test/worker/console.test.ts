@@ -4,6 +4,7 @@
  * CSP that allows the page's own script, style and API calls and nothing else.
  */
 import { describe, expect, it } from "vitest";
+import { ACCESS_AUD, ACCESS_TEAM } from "./access";
 import { call, problemCode, seen } from "./helpers";
 
 const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789";
@@ -63,6 +64,17 @@ describe("the console with the admin API on", () => {
     const res = await call("/admin/bans", { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }, ADMIN);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-security-policy")).toBe("default-src 'none'; frame-ancestors 'none'");
+  });
+});
+
+describe("the console with Cloudflare Access alone (no ADMIN_TOKEN)", () => {
+  const ACCESS = { ACCESS_TEAM_DOMAIN: ACCESS_TEAM, ACCESS_AUD, MODERATORS: "@example.com" };
+
+  it("serves the page, and the API asks for Access or the token", async () => {
+    const page = await call("/admin/", {}, ACCESS);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(await problemCode(await call("/admin/bans", {}, ACCESS))).toBe("admin-unauthorized");
   });
 });
 

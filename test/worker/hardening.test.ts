@@ -58,7 +58,7 @@ describe("rate limits (IP_RATE_LIMITER 300/min, USER_RATE_LIMITER 20/min in wran
   it("runs without the bindings, and says once in the log that limiting is off", async () => {
     const warnings: string[] = [];
     const original = console.warn;
-    console.warn = (line: string) => void warnings.push(line);
+    console.warn = (record: unknown) => void warnings.push(JSON.stringify(record));
     try {
       const overrides = { IP_RATE_LIMITER: undefined, USER_RATE_LIMITER: undefined, JWT_CLOCK_TOLERANCE_SECONDS: "31" };
       for (let i = 0; i < 3; i++) expect((await getToken(await token(), "", {}, overrides)).status).toBe(200);

@@ -19,7 +19,20 @@ import {
   overlaps,
   probes,
 } from "../support/ably-reference";
-import { ALLOWED_ORIGIN, call, getToken, keys, problemCode, problemOf, seen, token, verifyAsAbly } from "./helpers";
+import { isModerator, moderatorEntries } from "../support/moderators-reference";
+import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
+import {
+  ALLOWED_ORIGIN,
+  call,
+  getToken,
+  keys,
+  problemCode,
+  problemOf,
+  seen,
+  testEnv,
+  token,
+  verifyAsAbly,
+} from "./helpers";
 
 const RUNS = 1000;
 // 1000 runs of a few requests each take seconds, not the default 5.
@@ -374,7 +387,7 @@ describe("a ban holds for every id the endpoint can issue to", () => {
           expect((await getToken(jwt)).status).toBe(200);
           const res = await admin("PUT", sub, { reason, bannedBy });
           const reasonFits = reason === undefined || jsonEscapedBytes(reason) <= 500;
-          const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 100;
+          const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 320;
           if (!reasonFits || !byFits) {
             expect(res.status).toBe(400);
             expect((await problemOf(res)).detail).toMatch(reasonFits ? /^bannedBy / : /^reason /);
@@ -508,3 +521,138 @@ function sortDeep(capability: Capability): Capability {
       }),
   );
 }
+
+describe("only a listed moderator, proven by Access or holding ADMIN_TOKEN, can ban or unban; bannedBy is who did", () => {
+  const ADMIN_TOKEN = "property-moderator-token-0123456789abcdef";
+  seen.secrets.push(ADMIN_TOKEN);
+  const local = fc.oneof(
+    fc.constantFrom(
+      "",
+      "a",
+      "Alice",
+      "ALICE",
+      "alice",
+      "x.y",
+      "x.",
+      ".x",
+      "é",
+      "😀",
+      "İ",
+      "K",
+      "\u212a",
+      "a b",
+      "\u0000",
+      '"',
+    ),
+    fc.integer({ min: 300, max: 330 }).map((n) => "a".repeat(n)),
+  );
+  const domain = fc.constantFrom(
+    "example.com",
+    "EXAMPLE.COM",
+    "Example.com",
+    "example.com.",
+    ".example.com",
+    "evil-example.com",
+    "example.com.evil",
+    "sub.example.com",
+    "exämple.com",
+    "\u212aelvin.example",
+    "kelvin.example",
+    "",
+  );
+  const at = fc.constantFrom("@", "@", "@", "＠", "@@", "");
+  const address = fc.tuple(local, at, domain).map(([l, a, d]) => `${l}${a}${d}`);
+  const someDomain = domain.filter((d) => d !== "");
+  const entry = fc.oneof(
+    { weight: 4, arbitrary: someDomain.map((d) => `@${d}`) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(
+          local.filter((l) => l !== "" && !l.includes(" ")),
+          someDomain,
+        )
+        .map(([l, d]) => `${l}@${d}`),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.oneof(
+        address,
+        fc.tuple(at, domain).map(([a, d]) => `${a}${d}`),
+        fc.constantFrom(
+          "",
+          " ",
+          "@",
+          "a@b@c",
+          " @example.com ",
+          "\u00a0@example.com",
+          "a b@example.com",
+          "@example.com",
+        ),
+      ),
+    },
+  );
+  /** The email sometimes an entry itself, with its letters' case changed or a dot added. */
+  const emailFor = (entries: string[]) =>
+    fc.oneof(
+      address,
+      fc
+        .tuple(fc.constantFrom(...entries, "@example.com"), local, fc.constantFrom("", ".", "upper", "lower"))
+        .map(([e, l, change]) => {
+          const base = e.startsWith("@") ? `${l}${e}` : e;
+          return change === "upper" ? base.toUpperCase() : change === "lower" ? base.toLowerCase() : `${base}${change}`;
+        }),
+    );
+  const caller = fc.constantFrom("access", "token", "wrong-token", "none");
+  let n = 0;
+
+  it("PUT and DELETE succeed exactly for the reference's moderators, and the ban records the verified email", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc
+          .array(entry, { maxLength: 4 })
+          .chain((entries) =>
+            fc.tuple(fc.constant(entries), fc.constantFrom(",", ", ", " ,"), emailFor(entries), caller, fc.boolean()),
+          ),
+        async ([entries, separator, email, who, unban]) => {
+          const moderators = entries.join(separator);
+          const env = { ACCESS_TEAM_DOMAIN: ACCESS_TEAM, ACCESS_AUD, MODERATORS: moderators, ADMIN_TOKEN };
+          const clientId = `moderated-${n++}`;
+          if (unban) await testEnv.BANS.put(clientId, "");
+          const headers: Record<string, string> = { "Content-Type": "application/json" };
+          if (who === "access") headers["Cf-Access-Jwt-Assertion"] = await accessToken({ email });
+          if (who === "token") headers.Authorization = `Bearer ${ADMIN_TOKEN}`;
+          if (who === "wrong-token") headers.Authorization = `Bearer ${ADMIN_TOKEN}x`;
+          const res = await call(
+            `/admin/bans/${clientId}`,
+            { method: unban ? "DELETE" : "PUT", headers, body: unban ? undefined : JSON.stringify({ reason: "r" }) },
+            env,
+          );
+          const valid = moderatorEntries(moderators);
+          if (!valid) {
+            expect(res.status).toBe(500);
+            expect(await problemCode(res)).toBe("misconfigured");
+            return;
+          }
+          const allowed = who === "token" || (who === "access" && isModerator(email, valid));
+          const stored = await testEnv.BANS.get(clientId);
+          if (!allowed) {
+            expect(res.status).toBe(who === "access" ? 403 : 401);
+            expect(await problemCode(res)).toBe(who === "access" ? "moderator-not-allowed" : "admin-unauthorized");
+            expect(stored).toBe(unban ? "" : null);
+            return;
+          }
+          expect(res.status, JSON.stringify(email)).toBe(unban ? 204 : 200);
+          if (unban) {
+            expect(stored).toBeNull();
+            return;
+          }
+          const bannedBy = who === "access" ? email : "admin-api";
+          expect(JSON.parse(stored!)).toMatchObject({ reason: "r", bannedBy });
+          expect(await res.json()).toMatchObject({ clientId, bannedBy });
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});

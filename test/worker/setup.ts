@@ -10,7 +10,9 @@ import { clearBanRevocations, seen, testEnv } from "./helpers";
 
 const lines: string[] = [];
 for (const level of ["log", "info", "warn", "error", "debug"] as const) {
-  console[level] = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+  // The worker logs objects (Workers Logs indexes their fields): as JSON, every field is searched.
+  console[level] = (...args: unknown[]) =>
+    void lines.push(args.map((arg) => (typeof arg === "string" ? arg : JSON.stringify(arg))).join(" "));
 }
 
 afterEach(clearBanRevocations);

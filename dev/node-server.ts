@@ -1,6 +1,6 @@
 /**
- * Serving a fetch-style handler from Node on 127.0.0.1, for the e2e suites: the stand-in identity
- * provider, the stand-in Ably REST endpoint, demo pages.
+ * Serving a fetch-style handler from Node on 127.0.0.1: the Ably stand-in (dev/ably), and for the
+ * e2e suites the stand-in identity provider and demo pages.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -8,19 +8,22 @@ import type { AddressInfo } from "node:net";
 export interface Served {
   /** `http://127.0.0.1:<port>` */
   readonly origin: string;
+  /** The Node server, for what else listens on it (a WebSocket server). */
+  readonly server: Server;
   close(): Promise<void>;
 }
 
 /**
- * Listens on a free port first and only then asks `makeHandler` for the handler, so a handler
- * that must know its own origin (an OIDC issuer) can be built with it.
+ * Listens on `port` (default 0: a free one) first and only then asks `makeHandler` for the
+ * handler, so a handler that must know its own origin (an OIDC issuer) can be built with it.
  */
 export async function serve(
   makeHandler: (origin: string) => Promise<(request: Request) => Response | Promise<Response>>,
+  port = 0,
 ): Promise<Served> {
   const server: Server = createServer();
-  server.listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
+  server.listen(port, "127.0.0.1");
+  await new Promise((resolve, reject) => server.once("listening", resolve).once("error", reject));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const handle = await makeHandler(origin);
   server.on("request", (req, res) => {
@@ -46,6 +49,7 @@ export async function serve(
   });
   return {
     origin,
+    server,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
