@@ -129,7 +129,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       problems.push(`${name} must be a string`);
       return undefined;
     }
-    return value.trim();
+    // White space alone is unset too: a blank ACCESS_AUD must read as missing, not as an audience.
+    return value.trim() || undefined;
   };
   const list = (name: string): string[] =>
     (str(name) ?? "")

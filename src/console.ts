@@ -27,8 +27,12 @@ export function serveConsole(): Handler<AppEnv> {
     if (adminToken === undefined && !access) {
       throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
     }
+    const file = await c.env.ASSETS.fetch(c.req.raw);
+    // The router takes /admin/console.js/ for /admin/console.js; the assets have no such file.
+    if (file.status === 404)
+      throw new Problem("not-found", "The console's files are /admin/, console.js and console.css.");
     // A success in the log even as a redirect (/admin) or 304 (a revalidated file): nothing was refused.
     c.set("outcome", "ok");
-    return asPage(await c.env.ASSETS.fetch(c.req.raw), c.get("requestId"), CONSOLE_CSP);
+    return asPage(file, c.get("requestId"), CONSOLE_CSP);
   };
 }

@@ -86,7 +86,9 @@ app.get("/access/token", async (c) => {
 app.get("/access/login", async (c) => {
   const email = c.req.query("email")?.trim();
   const redirect = URL.parse(c.req.query("redirect") ?? "");
-  if (!email || !redirect || !["127.0.0.1", "localhost"].includes(redirect.hostname)) {
+  const local =
+    redirect && /^https?:$/.test(redirect.protocol) && ["127.0.0.1", "localhost"].includes(redirect.hostname);
+  if (!email || !local) {
     return c.json({ error: "give an email and a redirect on this machine: /access/login?email=…&redirect=…" }, 400);
   }
   const cookie = `CF_Authorization=${await accessToken(c.env, email)}; Path=/; SameSite=Lax; HttpOnly; Max-Age=${ACCESS_TOKEN_TTL_SECONDS}`;

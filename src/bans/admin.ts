@@ -7,7 +7,7 @@
  *
  *   GET    /admin/whoami                  → { moderator: email | null, via: "access" | "token" }
  *   PUT    /admin/bans/{clientId}         { "reason"?, "ttlSeconds"?, "bannedBy"? } → the stored ban + revocation
- *                                         (bannedBy: token callers only; an Access caller's is their email)
+ *                                         (bannedBy: token callers without Access only; else the verified email or "admin-api")
  *   GET    /admin/bans/{clientId}         → the ban + active + its revocation attempts, or 404
  *   DELETE /admin/bans/{clientId}         → 204, and pending revocations cancelled
  *   POST   /admin/bans/{clientId}/revoke  → revocation for a ban written straight into KV
@@ -65,8 +65,10 @@ admin.put("/bans/:clientId", async (c) => {
   const clientId = clientIdParam(c.req.param("clientId"));
   const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
   const { email } = c.get("moderator");
-  if (email !== undefined && bannedBy !== undefined) {
-    throw new Problem("request-invalid", "bannedBy is your Access email: leave it out.");
+  // With Access on, bannedBy is proof: a verified email, or "admin-api" for a token caller, who
+  // could otherwise sign a ban with a moderator's address.
+  if (bannedBy !== undefined && config.access) {
+    throw new Problem("request-invalid", "bannedBy is recorded for you while Cloudflare Access is on: leave it out.");
   }
   const now = new Date();
   // Undefined fields vanish when the record is serialized.
@@ -76,17 +78,21 @@ admin.put("/bans/:clientId", async (c) => {
     bannedBy: email ?? bannedBy ?? "admin-api",
     bannedAt: now.toISOString(),
   } satisfies BanRecord;
+  // The ban and its revocation first: the index only lists, and its failure (a 503 to retry) must
+  // never leave a ban in force without its revocation planned.
   await writeBan(config.bans, clientId, record, ttlSeconds);
+  const revocation = await revokeForBan(config, clientId, now);
   await indexBan(config, clientId, record);
-  return c.json({ clientId, ...record, revocation: await revokeForBan(config, clientId, now) });
+  return c.json({ clientId, ...record, revocation });
 });
 
 admin.delete("/bans/:clientId", async (c) => {
   const config = c.get("config");
   const clientId = clientIdParam(c.req.param("clientId"));
   await deleteBan(config.bans, clientId);
-  await unindexBan(config, clientId);
+  // Before the index, as in PUT: a lifted ban's planned revocation must never outlive a failed index.
   await cancelRevocations(config, clientId);
+  await unindexBan(config, clientId);
   return c.body(null, 204);
 });
 

@@ -2,6 +2,7 @@
  * Moderation: the admin API (on only with ADMIN_TOKEN), role bans from the identity token, and
  * revocation of live Ably tokens (against a local endpoint that checks requests as Ably documents).
  */
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 
 import { adminCall, call, getToken, problemCode, problemOf, seen, testEnv, token } from "./helpers";
@@ -190,6 +191,26 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
       expect(res.status).toBe(503);
       expect(await problemCode(res)).toBe("ban-list-unavailable");
     }
+  });
+
+  it("still revokes a ban, and cancels a lifted ban's revocations, when the index fails", async () => {
+    const stub = { put: () => Promise.reject(new Error("down")), remove: () => Promise.reject(new Error("down")) };
+    const broken = { idFromName: () => "id", get: () => ({ ...stub, page: stub.put }) };
+    const plannedAlarm = () => {
+      const namespace = testEnv.BAN_REVOCATIONS;
+      const object = namespace.get(namespace.idFromName("index-down"));
+      return runInDurableObject(object, (_, state) => state.storage.getAlarm());
+    };
+    const put = await admin("PUT", "/bans/index-down", { reason: "x" }, { ...REVOCABLE, BAN_INDEX: broken });
+    expect(put.status).toBe(503);
+    const banned = await admin("GET", "/bans/index-down", undefined, REVOCABLE);
+    expect((await banned.json<{ revocation: { status: string } }>()).revocation.status).toBe("pending");
+    expect(await plannedAlarm()).not.toBeNull();
+
+    const lifted = await admin("DELETE", "/bans/index-down", undefined, { ...REVOCABLE, BAN_INDEX: broken });
+    expect(lifted.status).toBe(503);
+    expect((await admin("GET", "/bans/index-down", undefined, REVOCABLE)).status).toBe(404);
+    expect(await plannedAlarm()).toBeNull();
   });
 });
 

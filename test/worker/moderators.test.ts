@@ -67,22 +67,35 @@ describe("a moderator signed in with Cloudflare Access", () => {
     expect((await call("/admin/whoami", {}, {})).status).toBe(404);
   });
 
-  it("leaves token callers as they were: Authorization decides, bannedBy is theirs to give", async () => {
+  it("judges a request with Authorization by it alone, and a token caller's bans are admin-api's: no borrowed email", async () => {
     const jwt = await accessToken({ email: "mod@example.com" });
     const headers = { Authorization: `Bearer ${ADMIN_TOKEN}`, "Cf-Access-Jwt-Assertion": jwt };
     expect(await (await call("/admin/whoami", { headers }, BOTH)).json()).toEqual({ moderator: null, via: "token" });
     const wrong = { ...headers, Authorization: "Bearer wrong-token-0123456789abcdef0123456789" };
     expect((await call("/admin/whoami", { headers: wrong }, BOTH)).status).toBe(401);
-    const put = await call(
-      "/admin/bans/by-token",
+    const put = (body: unknown) =>
+      call(
+        "/admin/bans/by-token",
+        { method: "PUT", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) },
+        BOTH,
+      );
+    // A moderator's address from a shared token would make bannedBy prove nothing.
+    const forged = await put({ bannedBy: "mod@example.com" });
+    expect(forged.status).toBe(400);
+    expect(await problemCode(forged)).toBe("request-invalid");
+    expect((await call("/admin/bans/by-token", { headers }, BOTH)).status).toBe(404);
+    expect(await (await put({ reason: "spam" })).json()).toMatchObject({ bannedBy: "admin-api" });
+    // Without Access, a script still names itself.
+    const named = await call(
+      "/admin/bans/by-script",
       {
         method: "PUT",
-        headers: { ...headers, "Content-Type": "application/json" },
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
         body: JSON.stringify({ bannedBy: "mod-anna" }),
       },
-      BOTH,
+      { ADMIN_TOKEN },
     );
-    expect(await put.json()).toMatchObject({ bannedBy: "mod-anna" });
+    expect(await named.json()).toMatchObject({ bannedBy: "mod-anna" });
   });
 });
 
@@ -216,6 +229,7 @@ describe("Access misconfiguration is reported by /healthz", () => {
   it.each([
     [{ ACCESS_AUD }, "ACCESS_TEAM_DOMAIN, ACCESS_AUD and MODERATORS go together"],
     [{ ...ACCESS, MODERATORS: " , " }, "ACCESS_TEAM_DOMAIN, ACCESS_AUD and MODERATORS go together"],
+    [{ ...ACCESS, ACCESS_AUD: "   " }, "ACCESS_TEAM_DOMAIN, ACCESS_AUD and MODERATORS go together"],
     [{ ...ACCESS, ACCESS_TEAM_DOMAIN: "http://yourteam.cloudflareaccess.com" }, "ACCESS_TEAM_DOMAIN must be"],
     [{ ...ACCESS, ACCESS_TEAM_DOMAIN: "https://yourteam.cloudflareaccess.com/path" }, "ACCESS_TEAM_DOMAIN must be"],
     [{ ...ACCESS, ACCESS_TEAM_DOMAIN: "yourteam" }, "ACCESS_TEAM_DOMAIN must be"],
