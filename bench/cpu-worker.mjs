@@ -40,10 +40,16 @@ const JWT_HEADERS = { "Content-Type": "application/jwt", "Cache-Control": "no-st
 const REQUEST_ID = "00000000-0000-4000-8000-000000000000";
 /** What accessLog reads from a Hono context, for a request that was issued a token. */
 const logged = {
-  req: { method: "GET", path: "/auth" },
+  req: { method: "GET", path: "/auth", raw: { cf: { colo: "AMS", country: "NL" } } },
   res: { status: 200, ok: true },
   get: (name) =>
-    ({ requestId: REQUEST_ID, outcome: "issued", clientId: "bench-user", issuer: "https://issuer.test/" })[name],
+    ({
+      requestId: REQUEST_ID,
+      outcome: "issued",
+      clientId: "bench-user",
+      provider: "https://issuer.test/",
+      issuer: "https://issuer.test/",
+    })[name],
 };
 const logLine = accessLog();
 const done = async () => {};

@@ -147,10 +147,8 @@ app.on(["PUT", "DELETE"], "/demo/bans/:sub", async (c) => {
   const response = await fetch(`${c.env.AUTH_URL}/admin/bans/${encodeURIComponent(c.req.param("sub"))}`, {
     method: c.req.method,
     headers: { Authorization: `Bearer ${c.env.ADMIN_TOKEN}`, "Content-Type": "application/json" },
-    body:
-      c.req.method === "PUT"
-        ? JSON.stringify({ reason: "banned from the demo page", bannedBy: "demo page" })
-        : undefined,
+    // No bannedBy: with the development Access settings on, a token caller's ban is "admin-api".
+    body: c.req.method === "PUT" ? JSON.stringify({ reason: "banned from the demo page" }) : undefined,
   });
   return new Response(response.body, { status: response.status, headers: response.headers });
 });
