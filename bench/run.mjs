@@ -433,6 +433,17 @@ async function jwksFetches(idp, bundle, headers) {
 const ms = (value, digits = 3) => `${value.toFixed(digits)} ms`;
 const µs = (msValue) => `${Math.round(msValue * 1000)} µs`;
 const times = (value) => `${value.toFixed(2)}×`;
+/** A row of the cold table: a part's first run in a fresh isolate against its warm figure. */
+const coldRow = (label, cold, warm, measuredIn) => [
+  "cpu cold",
+  label,
+  ms(cold),
+  `${ms(warm)} warm`,
+  times(cold / warm),
+  "",
+  "",
+  measuredIn,
+];
 const count = (value) => Math.round(value).toLocaleString("en");
 const verdict = (ok) => (ok ? "met" : "MISSED");
 
@@ -743,56 +754,21 @@ async function main() {
           verdict(warm.importsAndFetches === 0),
           "importKey and fetch counted in the isolate",
         ],
-        [
-          "cpu cold",
+        coldRow(
           "verify, first in a fresh isolate",
-          ms(coldParts.verify),
-          `${ms(warm.verify)} warm`,
-          times(coldParts.verify / warm.verify),
-          "",
-          "",
+          coldParts.verify,
+          warm.verify,
           `${workerd}; JWKS fetch, parse, key import`,
-        ],
-        [
-          "cpu cold",
-          "ban lookup, first",
-          ms(coldParts.ban),
-          `${ms(warm.ban)} warm`,
-          times(coldParts.ban / warm.ban),
-          "",
-          "",
-          workerd,
-        ],
-        [
-          "cpu cold",
-          "sign, first (HMAC key import)",
-          ms(coldParts.sign),
-          `${ms(warm.sign)} warm`,
-          times(coldParts.sign / warm.sign),
-          "",
-          "",
-          workerd,
-        ],
-        [
-          "cpu cold",
-          "rest, first",
-          ms(coldRest),
-          `${ms(rest)} warm`,
-          times(coldRest / rest),
-          "",
-          "",
-          `${workerd}, request − parts`,
-        ],
-        [
-          "cpu cold",
+        ),
+        coldRow("ban lookup, first", coldParts.ban, warm.ban, workerd),
+        coldRow("sign, first (HMAC key import)", coldParts.sign, warm.sign, workerd),
+        coldRow("rest, first", coldRest, rest, `${workerd}, request − parts`),
+        coldRow(
           "whole first request, in-isolate",
-          ms(coldParts.request),
-          `${ms(warm.request)} warm`,
-          times(coldParts.request / warm.request),
-          "",
-          "",
+          coldParts.request,
+          warm.request,
           `${workerd}, median of ${COLD_ISOLATES} isolates`,
-        ],
+        ),
         [
           "kv",
           "ban get, cacheTtl 60: latency",

@@ -37,13 +37,13 @@ import {
  * Least privilege: each user may publish, subscribe and use presence and history on their own
  * channel `private:<clientId>` and nothing else. Widen it with ABLY_CAPABILITY.
  */
-export const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","publish","subscribe"]}';
+const DEFAULT_CAPABILITY = '{"private:{clientId}":["history","presence","publish","subscribe"]}';
 
 /** What an Ably API key may grant when ABLY_KEY_CAPABILITY is unset: everything (a key's default). */
-export const DEFAULT_KEY_CAPABILITY = '{"*":["*"]}';
+const DEFAULT_KEY_CAPABILITY = '{"*":["*"]}';
 
 /** Roles that ban, as in the Netlify Identity function this project grew from: any role starting with "banned". */
-export const DEFAULT_BANNED_ROLE_PATTERN = "^banned";
+const DEFAULT_BANNED_ROLE_PATTERN = "^banned";
 
 /** The Ably API key, split. The secret never leaves the worker: only `keyName` appears in tokens. */
 export interface AblyKey {
@@ -80,6 +80,8 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** Cloudflare Access in front of the admin API (ACCESS_TEAM_DOMAIN, ACCESS_AUD, MODERATORS). Default none: off. */
   readonly access: AccessConfig | undefined;
+  /** Whether the admin API and its console are on: ADMIN_TOKEN or Cloudflare Access is configured. */
+  readonly adminOn: boolean;
   /** The bans newest first (Durable Object binding BAN_INDEX); required with the admin API. */
   readonly banIndex: DurableObjectNamespace<BanIndex>;
   /** Whether the key has Ably's revocable tokens on (ABLY_REVOCABLE_TOKENS): bans revoke, TTL ≤ 1 h. Default false. */
@@ -277,7 +279,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems,
   );
   const banIndex = env.BAN_INDEX as DurableObjectNamespace<BanIndex> | undefined;
-  if ((adminToken !== undefined || access) && typeof banIndex?.idFromName !== "function") {
+  const adminOn = adminToken !== undefined || access !== undefined;
+  if (adminOn && typeof banIndex?.idFromName !== "function") {
     problems.push("the admin API needs the Durable Object binding BAN_INDEX (see wrangler.toml)");
   }
 
@@ -333,6 +336,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     banCacheTtlSeconds,
     adminToken,
     access,
+    adminOn,
     banIndex: banIndex as DurableObjectNamespace<BanIndex>,
     revocableTokens,
     ablyRestUrl,

@@ -20,13 +20,9 @@ const CONSOLE_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/** The console's file for the request, or 404 while the admin API is off (as its API is). */
+/** The console's file for the request; adminOn() has already answered 404 while the admin API is off. */
 export function serveConsole(): Handler<AppEnv> {
   return async function serveConsole(c) {
-    const { adminToken, access } = c.get("config");
-    if (adminToken === undefined && !access) {
-      throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
-    }
     const file = await c.env.ASSETS.fetch(c.req.raw);
     // The router takes /admin/console.js/ for /admin/console.js; the assets have no such file.
     if (file.status === 404)

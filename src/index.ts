@@ -13,7 +13,7 @@ import type { Context } from "hono";
 // compiled on the first request; 2.5 KiB gzip smaller than the default router (docs/performance.md).
 import { Hono } from "hono/tiny";
 import { grantFor, signAblyToken } from "./ably/ably-token";
-import { admin, adminAuth } from "./bans/admin";
+import { admin, adminAuth, adminOn } from "./bans/admin";
 import { refuseBanned } from "./bans/bans";
 import { loadConfig } from "./config";
 import { CONSOLE_PATHS, serveConsole } from "./console";
@@ -71,7 +71,7 @@ app.on(["GET", "POST"], "/auth", async (c) => {
   const params = await readTokenParams(c);
   const identity = await verifyIdentity(token, config.providers, (provider) => c.set("provider", provider.name));
   c.set("clientId", identity.clientId);
-  c.set("issuer", identity.issuer);
+  c.set("issuer", identity.provider.issuer);
   await enforceRateLimit(config.userRateLimiter, identity.clientId, "for this user");
 
   await refuseBanned(identity, config);
@@ -82,9 +82,9 @@ app.on(["GET", "POST"], "/auth", async (c) => {
 
 // The moderation console's files come first, without the admin API's token check: the page holds
 // no secret, and every call it makes is authenticated (console.ts).
-app.on("GET", CONSOLE_PATHS, withConfig(), serveConsole());
+app.on("GET", CONSOLE_PATHS, withConfig(), adminOn(), serveConsole());
 
-app.use("/admin/*", withConfig(), adminAuth(), sizeLimits());
+app.use("/admin/*", withConfig(), adminOn(), adminAuth(), sizeLimits());
 app.route("/admin", admin);
 
 export default app;

@@ -30,9 +30,14 @@ export function isSecureOrigin(origin: string): boolean {
   return url.protocol === "https:" || LOOPBACK.has(url.hostname);
 }
 
+const encoder = new TextEncoder();
+
+/** `text` as UTF-8 bytes. */
+export const utf8 = (text: string): Uint8Array => encoder.encode(text);
+
 /** The size of `text` as stored in a JSON record: UTF-8 bytes, JSON-escaped (`"` is two, a control character six). */
 export function storedBytes(text: string): number {
-  return new TextEncoder().encode(JSON.stringify(text)).length - 2;
+  return utf8(JSON.stringify(text)).length - 2;
 }
 
 /** An exact serialized origin: scheme, host and optional port, nothing else. */

@@ -7,6 +7,7 @@ import { SignJWT } from "jose";
 import { type Capability, instantiate, intersect, stringifyCapability, union } from "./capability";
 import type { AblyKey, Config } from "../config";
 import { MAX_ABLY_JWT_BYTES } from "../constants";
+import { hmacKey } from "../hmac-key";
 import { Problem } from "../errors";
 import type { Identity } from "../identity/identity";
 import type { TokenParams } from "../request/params";
@@ -68,24 +69,6 @@ function grantedCapability(identity: Identity, config: Config): Capability {
   return intersect(instantiate(template, identity.clientId), config.keyCapability);
 }
 
-const signingKeys = new WeakMap<AblyKey, Promise<CryptoKey>>();
-
-/** The HMAC key for `key`, imported once per isolate. */
-function signingKey(key: AblyKey): Promise<CryptoKey> {
-  let imported = signingKeys.get(key);
-  if (!imported) {
-    imported = crypto.subtle.importKey(
-      "raw",
-      new TextEncoder().encode(key.secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign"],
-    );
-    signingKeys.set(key, imported);
-  }
-  return imported;
-}
-
 /** Signs `grant` as an Ably JWT; refuses (400) one too large for Ably's header limit. */
 export async function signAblyToken(grant: Grant, key: AblyKey): Promise<string> {
   const jwt = await new SignJWT({
@@ -95,7 +78,7 @@ export async function signAblyToken(grant: Grant, key: AblyKey): Promise<string>
     .setProtectedHeader({ typ: "JWT", alg: "HS256", kid: key.keyName })
     .setIssuedAt(grant.issuedAt)
     .setExpirationTime(grant.expiresAt)
-    .sign(await signingKey(key));
+    .sign(await hmacKey(key.secret, "SHA-256", "sign"));
   if (jwt.length > MAX_ABLY_JWT_BYTES) {
     throw new Problem(
       "ably-token-too-large",

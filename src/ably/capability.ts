@@ -12,7 +12,7 @@ import { isPlainObject } from "../validate";
 export type Capability = Readonly<Record<string, readonly string[]>>;
 
 /** The placeholder in a granted resource name that stands for the verified clientId. */
-export const CLIENT_ID_PLACEHOLDER = "{clientId}";
+const CLIENT_ID_PLACEHOLDER = "{clientId}";
 
 const ANY_OPERATION = "*";
 

@@ -111,14 +111,20 @@ admin.post("/bans/:clientId/revoke", async (c) => {
   return c.json({ clientId, revocation: await revokeForBan(config, clientId, new Date()) });
 });
 
-/** 404 unless ADMIN_TOKEN or Cloudflare Access is configured; then only a moderator passes (moderator.ts). */
-export function adminAuth(): MiddlewareHandler<AppEnv> {
-  return async function adminAuth(c, next) {
-    const config = c.get("config");
-    if (config.adminToken === undefined && !config.access) {
+/** 404 for the admin API and its console unless ADMIN_TOKEN or Cloudflare Access is configured. */
+export function adminOn(): MiddlewareHandler<AppEnv> {
+  return async function adminOn(c, next) {
+    if (!c.get("config").adminOn) {
       throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
     }
-    c.set("moderator", await moderatorOf(c, config));
+    await next();
+  };
+}
+
+/** Only a moderator passes (moderator.ts). */
+export function adminAuth(): MiddlewareHandler<AppEnv> {
+  return async function adminAuth(c, next) {
+    c.set("moderator", await moderatorOf(c, c.get("config")));
     await next();
   };
 }

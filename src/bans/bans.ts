@@ -72,7 +72,7 @@ export async function banFor(
 }
 
 /** What a stored ban value means at `now`. */
-export function parseBan(value: string, now: Date): Ban | null {
+function parseBan(value: string, now: Date): Ban | null {
   const record = parseRecord(value);
   const end = record.until === undefined ? undefined : new Date(record.until);
   // An `until` that is present but unreadable bans indefinitely rather than not at all.

@@ -17,7 +17,7 @@ import type { Config } from "../config";
 import { MAX_BANNED_BY_BYTES } from "../constants";
 import { Problem } from "../errors";
 import { cookieToken, fromScript, verifiedToken, type Verifier } from "../identity/identity";
-import { bearerToken } from "../request/request-headers";
+import { bearerToken, isOwnOrigin } from "../request/request-headers";
 import { isOrigin, isSecureOrigin, storedBytes } from "../validate";
 
 /** The admin API's caller. */
@@ -115,7 +115,7 @@ function accessToken(c: Context): string | undefined {
   // `none`: the user typed the address or used a bookmark; no page made the request.
   const foreign =
     (site !== undefined && site !== "same-origin" && site !== "none") ||
-    (origin !== undefined && origin !== new URL(c.req.url).origin);
+    (origin !== undefined && !isOwnOrigin(c.req.url, origin));
   if (foreign || (header === undefined && !fromScript(c))) {
     throw new Problem("origin-not-allowed", "Cloudflare Access credentials count only on this origin's own scripts.");
   }

@@ -9,6 +9,7 @@
  * channels of a user `alice:bob`, because no such user can exist.
  */
 import { MAX_CLIENT_ID_BYTES } from "../constants";
+import { utf8 } from "../validate";
 
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const FORBIDDEN = /[*[\]\u0000-\u001f\u007f-\u009f]/;
@@ -19,7 +20,7 @@ const LONE_SURROGATE = /[\ud800-\udfff]/u;
 export function clientIdFault(value: unknown): string | undefined {
   if (typeof value !== "string" || value === "") return "is not a non-empty string";
   if (LONE_SURROGATE.test(value)) return "is not well-formed Unicode (a lone surrogate)";
-  if (new TextEncoder().encode(value).length > MAX_CLIENT_ID_BYTES) {
+  if (utf8(value).length > MAX_CLIENT_ID_BYTES) {
     return `is longer than ${MAX_CLIENT_ID_BYTES} bytes`;
   }
   if (value === "." || value === ".." || FORBIDDEN.test(value)) {

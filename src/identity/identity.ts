@@ -11,13 +11,12 @@ import { Problem, type ProblemCode } from "../errors";
 import { keyResolver } from "./jwks";
 import { bearerToken } from "../request/request-headers";
 import { netlifyRoles } from "./netlify";
+import { type HmacHash, hmacKey } from "../hmac-key";
 
 /** A verified caller. */
 export interface Identity {
   /** The provider's clientIdPrefix, then the user id. */
   readonly clientId: string;
-  /** The token's `iss`; "" for a token without one. */
-  readonly issuer: string;
   /** The provider that vouched for it: its bans, capability and role capabilities apply. */
   readonly provider: ProviderConfig;
   /** The identity token's `exp`, in seconds since the epoch. */
@@ -113,7 +112,6 @@ export async function verifyIdentity(
   const roles = provider.rolesClaim ? rolesAt(payload, provider.rolesClaim) : [];
   return {
     clientId: clientIdFrom(payload, provider, providers),
-    issuer: provider.issuer,
     provider,
     expiresAt: payload.exp as number,
     roles: [...new Set([...roles, ...vouchedRoles])],
@@ -177,7 +175,9 @@ export async function verifiedToken<P extends Verifier>(
     try {
       ({ payload } = await jwtVerify(
         token,
-        symmetric ? new TextEncoder().encode(provider.secret) : keyResolver(provider),
+        symmetric
+          ? await hmacKey(provider.secret!, `SHA-${alg.slice(2)}` as HmacHash, "verify")
+          : keyResolver(provider),
         {
           issuer: provider.issuer === "" ? undefined : provider.issuer,
           audience: provider.audiences ? [...provider.audiences] : undefined,

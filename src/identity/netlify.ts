@@ -11,6 +11,7 @@ import { NETLIFY_CACHE_MAX_BYTES, NETLIFY_USER_CACHE_MS, UPSTREAM_TIMEOUT_MS } f
 import { Problem } from "../errors";
 import { singleFlight } from "../single-flight";
 import { callUpstream, type Failure, jsonBody } from "../upstream";
+import { sha256 } from "hono/utils/crypto";
 import { isPlainObject } from "../validate";
 
 /** The user as the Identity endpoint describes it (`id`, `email`, `app_metadata`, ...). */
@@ -35,7 +36,7 @@ export async function netlifyRoles(
   exp: number,
   rolesOf: (user: NetlifyUser) => string[],
 ): Promise<readonly string[]> {
-  const key = await sha256(`${site} ${token}`);
+  const key = (await sha256(`${site} ${token}`))!;
   const hit = vouched.get(key);
   if (hit && hit.until > Date.now()) return hit.roles;
   const url = `${site}/.netlify/identity/user`;
@@ -95,9 +96,4 @@ export function forgetNetlifyAnswers(): void {
 /** How many bytes the remembered answers take, as `remember` counts them. For tests. */
 export function netlifyCacheBytes(): number {
   return heldBytes;
-}
-
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

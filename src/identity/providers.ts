@@ -15,7 +15,7 @@ import {
   SYMMETRIC_ALGORITHMS,
 } from "../constants";
 import { expandPreset, type RawProvider } from "./presets";
-import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined } from "../validate";
+import { isHttpUrl, isOrigin, isPlainObject, jsonOrUndefined, utf8 } from "../validate";
 
 /**
  * A check of one claim (or protected header) value beyond jose's: how a provider's access token is
@@ -217,7 +217,7 @@ function provider(raw: RawProvider, source: Source, ctx: ProviderContext, header
   const secretValue = secretBinding === undefined ? undefined : env[secretBinding];
   if (
     secretBinding !== undefined &&
-    (typeof secretValue !== "string" || new TextEncoder().encode(secretValue).length < MIN_HMAC_SECRET_BYTES)
+    (typeof secretValue !== "string" || utf8(secretValue).length < MIN_HMAC_SECRET_BYTES)
   ) {
     fault(`secretBinding names ${secretBinding}, which must be a secret of at least ${MIN_HMAC_SECRET_BYTES} bytes`);
   }

@@ -22,12 +22,14 @@ export function allowMethods(methods: readonly string[]): MiddlewareHandler<AppE
   };
 }
 
+/** The environments whose configuration was logged: shared by every withConfig(), one line an isolate. */
+const logged = new WeakSet<object>();
+
 /**
  * Puts the parsed configuration on the context, or answers 500. Every problem (and warning, such
  * as rate limiting being off) is logged once per isolate.
  */
 export function withConfig(): MiddlewareHandler<AppEnv> {
-  const logged = new WeakSet<object>();
   return async function withConfig(c, next) {
     const result = loadConfig(c.env);
     if (!logged.has(c.env)) {

@@ -14,6 +14,7 @@ import { cors } from "hono/cors";
 import type { Config } from "../config";
 import { CORS_MAX_AGE_SECONDS } from "../constants";
 import { Problem } from "../errors";
+import { isOwnOrigin } from "./request-headers";
 
 /** Request headers a cross-origin caller may send: the identity token, and POST's form body type. */
 const ALLOWED_HEADERS = ["Authorization", "Content-Type"];
@@ -33,7 +34,7 @@ export function originGuard(): MiddlewareHandler<{ Variables: { config: Config }
   return async function originGuard(c, next) {
     const origin = c.req.header("Origin");
     // Same-origin requests (a page served beside the worker) need no CORS headers.
-    if (origin === undefined || origin === new URL(c.req.url).origin) return next();
+    if (origin === undefined || isOwnOrigin(c.req.url, origin)) return next();
     if (!c.get("config").allowedOrigins.has(origin)) {
       throw new Problem("origin-not-allowed", "This origin is not on the endpoint's ALLOWED_ORIGINS.");
     }

@@ -9,6 +9,7 @@ import { type Capability, CapabilityError, parseCapability } from "../ably/capab
 import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "../constants";
 import { Problem } from "../errors";
 import { mediaType } from "./request-headers";
+import { utf8 } from "../validate";
 
 export interface TokenParams {
   /** Requested lifetime, in milliseconds, as Ably's TokenParams.ttl. */
@@ -88,7 +89,7 @@ function parseTtl(raw: string): number {
 }
 
 function parseRequestedCapability(raw: string): Capability {
-  if (new TextEncoder().encode(raw).length > MAX_CAPABILITY_BYTES) {
+  if (utf8(raw).length > MAX_CAPABILITY_BYTES) {
     throw invalid(`capability is longer than ${MAX_CAPABILITY_BYTES} bytes (UTF-8).`);
   }
   try {

@@ -12,3 +12,11 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
 export function bearerToken(authorization: string | undefined): string | undefined {
   return authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
 }
+
+/**
+ * Whether `origin` (an Origin header) is the origin of the request's `url`, without parsing it on
+ * every request: the runtime serializes the URL as a browser serializes Origin (lower-case host, no
+ * default port), so the origin is exactly the URL up to its path's `/`.
+ */
+export const isOwnOrigin = (url: string, origin: string): boolean =>
+  url.startsWith(origin) && url.charCodeAt(origin.length) === 47;

@@ -5,7 +5,7 @@
  * test/support/provider-hosts.ts. Then capability by role, and the key's own capability.
  */
 import { type JWK, type JWTPayload, importJWK, SignJWT } from "jose";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/identity/netlify";
 import { FACTS, type Keyed, type ProviderKeys } from "../support/provider-hosts";
@@ -400,6 +400,19 @@ describe("every preset's real-shaped token is accepted, every provider in one wo
       401,
       "identity-token-signature-invalid",
     );
+  });
+
+  it("imports an HS* provider's secret once per isolate, not on every token it verifies", async () => {
+    const env = only(PRESET.gotrue, { GOTRUE_JWT_SECRET: GOTRUE_SECRET });
+    const jwt = await mint({ secret: GOTRUE_SECRET }, NETLIFY);
+    expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    const imports = vi.spyOn(crypto.subtle, "importKey");
+    try {
+      for (let i = 0; i < 3; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+      expect(imports).not.toHaveBeenCalled();
+    } finally {
+      imports.mockRestore();
+    }
   });
 });
 
