@@ -206,6 +206,14 @@ export const RATE_LIMIT_PERIOD_SECONDS = 60;
 export const BAN_LOOKUP_TIMEOUT_MS = 2_000;
 
 /**
+ * How long the ban index remembers an unban, in ms, so that a PUT still on its way (its KV write
+ * done, its revocation call waiting on Ably for up to UPSTREAM_TIMEOUT_MS, then the index) does
+ * not list the lifted ban again. A PUT takes at most about 10 s; a minute is ample, and keeps
+ * the index from holding a row for every user ever unbanned.
+ */
+export const UNBAN_MEMORY_MS = 60_000;
+
+/**
  * Shortest HMAC secret a provider's `secretBinding` may name, in bytes: RFC 7518 3.2 requires an
  * HS256 key of at least 256 bits; a shorter one is guessable offline from any token it signed.
  */

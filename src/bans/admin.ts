@@ -50,7 +50,7 @@ admin.get("/bans", async (c) => {
 
 admin.get("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.param("clientId"));
+  const clientId = clientIdParam(c.req.url);
   const record = await readBan(config.bans, clientId);
   if (!record) throw new Problem("ban-not-found", `${clientId} is not banned.`);
   const bannedAt = record.bannedAt === undefined ? undefined : new Date(record.bannedAt);
@@ -62,7 +62,7 @@ admin.get("/bans/:clientId", async (c) => {
 
 admin.put("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.param("clientId"));
+  const clientId = clientIdParam(c.req.url);
   const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
   const { email } = c.get("moderator");
   // With Access on, bannedBy is proof: a verified email, or "admin-api" for a token caller, who
@@ -81,18 +81,24 @@ admin.put("/bans/:clientId", async (c) => {
   // The ban and its revocation first: the index only lists, and its failure (a 503 to retry) must
   // never leave a ban in force without its revocation planned.
   await writeBan(config.bans, clientId, record, ttlSeconds);
-  const revocation = await revokeForBan(config, clientId, now);
-  await indexBan(config, clientId, record);
+  // From here the ban is in KV: an unban made after this moment wins everywhere, one made before
+  // it (which KV has already overwritten) nowhere.
+  const written = new Date();
+  const revocation = await revokeForBan(config, clientId, now, written);
+  await indexBan(config, clientId, record, written);
   return c.json({ clientId, ...record, revocation });
 });
 
 admin.delete("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.param("clientId"));
+  const clientId = clientIdParam(c.req.url);
+  // Bans made before this moment are lifted, also one whose PUT is still on its way to the index
+  // or the revocations (a PUT waits up to 5 s on Ably): it must not list or revoke afterwards.
+  const liftedAt = new Date();
   await deleteBan(config.bans, clientId);
   // Before the index, as in PUT: a lifted ban's planned revocation must never outlive a failed index.
-  await cancelRevocations(config, clientId);
-  await unindexBan(config, clientId);
+  await cancelRevocations(config, clientId, liftedAt);
+  await unindexBan(config, clientId, liftedAt);
   return c.body(null, 204);
 });
 
@@ -100,7 +106,7 @@ admin.delete("/bans/:clientId", async (c) => {
 // PUT would have, counting BAN_PROPAGATION_SECONDS from now.
 admin.post("/bans/:clientId/revoke", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.param("clientId"));
+  const clientId = clientIdParam(c.req.url);
   if (!config.revocableTokens) {
     throw new Problem(
       "revocation-not-enabled",
@@ -129,7 +135,17 @@ export function adminAuth(): MiddlewareHandler<AppEnv> {
   };
 }
 
-function clientIdParam(value: string): string {
+/** The clientId of `/admin/bans/{clientId}[/revoke]` in the request's `url`, or a 400 saying what is wrong with it. */
+function clientIdParam(url: string): string {
+  // Decoded here, strictly: Hono's param keeps a malformed escape (`%ED%A0%80`, a lone surrogate)
+  // as literal text, which would ban an id nobody sent.
+  const raw = new URL(url).pathname.split("/")[3]!;
+  let value: string;
+  try {
+    value = decodeURIComponent(raw);
+  } catch {
+    throw new Problem("request-invalid", "The clientId in the path is not percent-encoded UTF-8.");
+  }
   const fault = clientIdFault(value);
   if (fault) throw new Problem("request-invalid", `The clientId in the path ${fault}.`);
   return value;

@@ -11,6 +11,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Config } from "../config";
 import { type BanRecord, banListCall, type ListedBan, listed } from "./bans";
+import { UNBAN_MEMORY_MS } from "../constants";
 import { Problem } from "../errors";
 
 /** The name of the one index object: any fixed name; it is never a clientId's object (another class). */
@@ -31,22 +32,32 @@ export class BanIndex extends DurableObject<Env> {
       "CREATE TABLE IF NOT EXISTS bans (id TEXT PRIMARY KEY, at INTEGER, until INTEGER, record TEXT)",
     );
     ctx.storage.sql.exec("CREATE INDEX IF NOT EXISTS bans_at ON bans (at, id)");
+    // id: a clientId; at: when its last unban was made (ms). A PUT still on its way with an older
+    // ban must not list it again.
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS lifted (id TEXT PRIMARY KEY, at INTEGER)");
   }
 
-  /** Indexes a ban as written by the admin API (it always has `bannedAt`), replacing an earlier one. */
-  put(clientId: string, record: BanRecord & { bannedAt: string }): void {
+  /**
+   * Indexes a ban as written by the admin API (it always has `bannedAt`) and put into KV at
+   * `writtenAt` (ms), replacing an earlier one, unless an unban made since has lifted it.
+   */
+  put(clientId: string, record: BanRecord & { bannedAt: string }, writtenAt: number): void {
     const until = record.until === undefined ? null : Date.parse(record.until);
     this.ctx.storage.sql.exec(
-      "INSERT OR REPLACE INTO bans VALUES (?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO bans SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM lifted WHERE id = ?1 AND at >= ?5)",
       clientId,
       Date.parse(record.bannedAt),
       until,
       JSON.stringify(record),
+      writtenAt,
     );
   }
 
-  remove(clientId: string): void {
+  /** Takes a ban out, and remembers the unban (at `liftedAt`, ms) for a ban still on its way. */
+  remove(clientId: string, liftedAt: number): void {
     this.ctx.storage.sql.exec("DELETE FROM bans WHERE id = ?", clientId);
+    this.ctx.storage.sql.exec("DELETE FROM lifted WHERE at < ?", liftedAt - UNBAN_MEMORY_MS);
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO lifted VALUES (?, ?)", clientId, liftedAt);
   }
 
   /** Up to `limit` bans after `after`, newest first; those ended by `now` (ms) are dropped for good first. */
@@ -70,14 +81,19 @@ export class BanIndex extends DurableObject<Env> {
 
 const indexOf = (config: Config) => config.banIndex.get(config.banIndex.idFromName(INDEX_NAME));
 
-/** Puts a ban just written to KV into the index. */
-export async function indexBan(config: Config, clientId: string, record: BanRecord & { bannedAt: string }) {
-  await banListCall(() => indexOf(config).put(clientId, record));
+/** Puts a ban written to KV at `writtenAt` into the index (see BanIndex.put). */
+export async function indexBan(
+  config: Config,
+  clientId: string,
+  record: BanRecord & { bannedAt: string },
+  writtenAt: Date,
+) {
+  await banListCall(() => indexOf(config).put(clientId, record, writtenAt.getTime()));
 }
 
-/** Takes a lifted ban out of the index. */
-export async function unindexBan(config: Config, clientId: string) {
-  await banListCall(() => indexOf(config).remove(clientId));
+/** Takes a ban lifted at `liftedAt` out of the index. */
+export async function unindexBan(config: Config, clientId: string, liftedAt: Date) {
+  await banListCall(() => indexOf(config).remove(clientId, liftedAt.getTime()));
 }
 
 /**

@@ -87,17 +87,25 @@ export interface RevocationStatus {
 }
 
 const PLAN_KEY = "plan";
+/** When the last unban of this clientId was made (ms): a ban from before it plans nothing. */
+const LIFTED_KEY = "liftedAt";
 
 export class BanRevocations extends DurableObject<Env> {
   /**
    * Revokes the user's tokens now and again `propagationSeconds` from now, replacing whatever was
    * planned before (a re-ban reschedules). Answers once the first round's first attempt is made.
+   * A ban put into KV at `writtenAt` (ms) that an unban has lifted since plans nothing: the unban
+   * ran while its PUT was on its way here.
    */
   async revokeNowAndAfterPropagation(
     clientId: string,
     restUrl: string,
     propagationSeconds: number,
+    writtenAt: number,
   ): Promise<RevocationStatus> {
+    if (writtenAt <= ((await this.ctx.storage.get<number>(LIFTED_KEY)) ?? -Infinity)) {
+      return { status: "none", airtightAt: null };
+    }
     const now = Date.now();
     const round = (name: Round["name"], due: number): Round => ({ name, due, state: "pending", attempts: [] });
     const plan = await this.store(
@@ -114,10 +122,11 @@ export class BanRevocations extends DurableObject<Env> {
     return stored ? statusOf(stored) : { status: "none", airtightAt: null };
   }
 
-  /** Drops every pending round and the history: the ban was lifted. */
-  async cancel(): Promise<void> {
+  /** Drops every pending round and the history: the ban was lifted at `liftedAt` (ms). */
+  async cancel(liftedAt: number): Promise<void> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    await this.ctx.storage.put(LIFTED_KEY, liftedAt);
   }
 
   /** The revocations of the current ban, or null when none was planned. */
@@ -250,14 +259,21 @@ const objectFor = (namespace: DurableObjectNamespace<BanRevocations>, clientId: 
 
 /**
  * What a new ban does about tokens already issued: with revocable tokens, revoke now and after
- * BAN_PROPAGATION_SECONDS; without, nothing (see `withoutRevocation`).
+ * BAN_PROPAGATION_SECONDS; without, nothing (see `withoutRevocation`). `writtenAt`: when the ban
+ * was put into KV, so that an unban made since wins (BanRevocations.revokeNowAndAfterPropagation).
  */
-export async function revokeForBan(config: Config, clientId: string, bannedAt: Date): Promise<RevocationStatus> {
+export async function revokeForBan(
+  config: Config,
+  clientId: string,
+  bannedAt: Date,
+  writtenAt: Date = bannedAt,
+): Promise<RevocationStatus> {
   if (!config.revocableTokens || !config.banRevocations) return withoutRevocation(config, bannedAt);
   return objectFor(config.banRevocations, clientId).revokeNowAndAfterPropagation(
     clientId,
     config.ablyRestUrl,
     config.banPropagationSeconds,
+    writtenAt.getTime(),
   );
 }
 
@@ -274,9 +290,11 @@ export async function revocationStatus(
   return (await objectFor(config.banRevocations, clientId).status()) ?? { status: "none", airtightAt: null };
 }
 
-/** Cancels what is pending for `clientId` (an unban). */
-export async function cancelRevocations(config: Config, clientId: string): Promise<void> {
-  if (config.revocableTokens && config.banRevocations) await objectFor(config.banRevocations, clientId).cancel();
+/** Cancels what is pending for `clientId`, and any ban from before `liftedAt` still on its way (an unban). */
+export async function cancelRevocations(config: Config, clientId: string, liftedAt: Date): Promise<void> {
+  if (config.revocableTokens && config.banRevocations) {
+    await objectFor(config.banRevocations, clientId).cancel(liftedAt.getTime());
+  }
 }
 
 /**

@@ -16,6 +16,11 @@ const admin = (method: string, path: string, body?: unknown, overrides: Record<s
   adminCall(method, path, body, overrides);
 const issuedTo = async (sub: string, overrides: Record<string, unknown> = ADMIN) =>
   (await getToken(await token({ claims: { sub } }), "", {}, overrides)).status;
+/** When `clientId`'s next revocation attempt is due; null when none is planned. */
+const plannedAlarm = (clientId: string) => {
+  const namespace = testEnv.BAN_REVOCATIONS;
+  return runInDurableObject(namespace.get(namespace.idFromName(clientId)), (_, state) => state.storage.getAlarm());
+};
 
 describe("the admin API is off without ADMIN_TOKEN and closed without it", () => {
   it("answers 404 when ADMIN_TOKEN is not set", async () => {
@@ -79,6 +84,22 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
     const none = await admin("GET", "/bans/nobody");
     expect(none.status).toBe(404);
     expect(await problemCode(none)).toBe("ban-not-found");
+  });
+
+  it.each(["/bans/%ED%A0%80", "/bans/ev%ED%A0%80il", "/bans/%41%ED%A0%80", "/bans/%E2%82", "/bans/%ED%A0%80/revoke"])(
+    "refuses %s, an escape that is not UTF-8, with 400 and bans nothing",
+    async (path) => {
+      const method = path.endsWith("/revoke") ? "POST" : "PUT";
+      const res = await admin(method, path, method === "PUT" ? { reason: "x" } : undefined);
+      expect(res.status).toBe(400);
+      expect(await problemCode(res)).toBe("request-invalid");
+      expect((await testEnv.BANS.list()).keys.map((k) => k.name)).not.toContainEqual(expect.stringContaining("%"));
+    },
+  );
+
+  it("decodes the path's escapes once: %41 is A, %2541 is %41", async () => {
+    expect((await (await admin("PUT", "/bans/%41", {})).json<{ clientId: string }>()).clientId).toBe("A");
+    expect((await (await admin("PUT", "/bans/%2541", {})).json<{ clientId: string }>()).clientId).toBe("%41");
   });
 
   it("lifts a ban with DELETE", async () => {
@@ -196,21 +217,55 @@ describe("PUT, GET, DELETE /admin/bans/{clientId}", () => {
   it("still revokes a ban, and cancels a lifted ban's revocations, when the index fails", async () => {
     const stub = { put: () => Promise.reject(new Error("down")), remove: () => Promise.reject(new Error("down")) };
     const broken = { idFromName: () => "id", get: () => ({ ...stub, page: stub.put }) };
-    const plannedAlarm = () => {
-      const namespace = testEnv.BAN_REVOCATIONS;
-      const object = namespace.get(namespace.idFromName("index-down"));
-      return runInDurableObject(object, (_, state) => state.storage.getAlarm());
-    };
     const put = await admin("PUT", "/bans/index-down", { reason: "x" }, { ...REVOCABLE, BAN_INDEX: broken });
     expect(put.status).toBe(503);
     const banned = await admin("GET", "/bans/index-down", undefined, REVOCABLE);
     expect((await banned.json<{ revocation: { status: string } }>()).revocation.status).toBe("pending");
-    expect(await plannedAlarm()).not.toBeNull();
+    expect(await plannedAlarm("index-down")).not.toBeNull();
 
     const lifted = await admin("DELETE", "/bans/index-down", undefined, { ...REVOCABLE, BAN_INDEX: broken });
     expect(lifted.status).toBe(503);
     expect((await admin("GET", "/bans/index-down", undefined, REVOCABLE)).status).toBe(404);
-    expect(await plannedAlarm()).toBeNull();
+    expect(await plannedAlarm("index-down")).toBeNull();
+  });
+});
+
+describe("a ban and its unban made at the same time", () => {
+  it("an unban made while the ban's PUT waits on Ably wins: not listed, nothing planned, tokens issued", async () => {
+    // Ably stays silent past the worker's 5 s timeout, so the PUT is still on its way when the DELETE runs.
+    await fetch("https://ably-rest.test/__script", {
+      method: "POST",
+      body: JSON.stringify({ target: "clientId:racer", answers: ["silence"] }),
+    });
+    const put = admin("PUT", "/bans/racer", { reason: "x" }, REVOCABLE);
+    while ((await testEnv.BANS.get("racer")) === null) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await admin("DELETE", "/bans/racer", undefined, REVOCABLE)).status).toBe(204);
+    expect((await put).status).toBe(200);
+
+    expect((await admin("GET", "/bans/racer", undefined, REVOCABLE)).status).toBe(404);
+    expect(
+      ids(
+        (await allPages()).flatMap((page) => page.bans),
+        "racer",
+      ),
+    ).toEqual([]);
+    expect(await plannedAlarm("racer")).toBeNull();
+    expect(await issuedTo("racer", REVOCABLE)).toBe(200);
+  }, 15_000);
+
+  it("a ban made after an unban is listed and planned as usual", async () => {
+    await admin("PUT", "/bans/reban-after-unban", { reason: "x" }, REVOCABLE);
+    expect((await admin("DELETE", "/bans/reban-after-unban", undefined, REVOCABLE)).status).toBe(204);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const rebanned = await admin("PUT", "/bans/reban-after-unban", { reason: "y" }, REVOCABLE);
+    expect((await rebanned.json<{ revocation: { status: string } }>()).revocation.status).toBe("pending");
+    expect(
+      ids(
+        (await allPages()).flatMap((page) => page.bans),
+        "reban-after-unban",
+      ),
+    ).toEqual(["reban-after-unban"]);
+    expect(await plannedAlarm("reban-after-unban")).not.toBeNull();
   });
 });
 

@@ -352,8 +352,26 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
 
 describe("a ban holds for every id the endpoint can issue to", () => {
   const ADMIN_TOKEN = "property-admin-token-0123456789abcdef012";
-  seen.secrets.push(ADMIN_TOKEN);
-  const admin = (method: string, id: string, body?: unknown) =>
+  const SECRET = `${"b".repeat(32)}-${crypto.randomUUID()}`;
+  seen.secrets.push(ADMIN_TOKEN, SECRET);
+  const ISSUER = "https://ban-property.test/";
+  /** One provider whose users' clientIds start with `prefix`: a provider's prefix puts `:` in every id. */
+  const envFor = (prefix: string) => ({
+    ADMIN_TOKEN,
+    BAN_PROPERTY_SECRET: SECRET,
+    JWT_ISSUER: undefined,
+    JWT_AUDIENCE: undefined,
+    IDENTITY_PROVIDERS: JSON.stringify([
+      {
+        name: "p",
+        issuer: ISSUER,
+        secretBinding: "BAN_PROPERTY_SECRET",
+        noAudience: true,
+        ...(prefix === "" ? {} : { clientIdPrefix: prefix }),
+      },
+    ]),
+  });
+  const admin = (env: object, method: string, id: string, body?: unknown) =>
     call(
       `/admin/bans/${encodeURIComponent(id)}`,
       {
@@ -364,7 +382,7 @@ describe("a ban holds for every id the endpoint can issue to", () => {
         },
         body: body === undefined ? undefined : JSON.stringify(body),
       },
-      { ADMIN_TOKEN },
+      env as Record<string, unknown>,
     );
   const text = fc.oneof(
     fc.string({ unit: "binary", maxLength: 40 }),
@@ -375,35 +393,56 @@ describe("a ban holds for every id the endpoint can issue to", () => {
       .tuple(fc.constantFrom('"', "a", "é", "\u0001", "\\", "😀"), fc.integer({ min: 80, max: 520 }))
       .map(([c, n]) => c.repeat(n)),
   );
+  const prefix = fc.constantFrom("", "", "corp:", "a:b:", "$:", "é:", "$'", "😀:");
 
-  it("any issued clientId can be banned; a 2xx ban is stored, readable and enforced; one that cannot be stored is a 400 naming the field", async () => {
+  it("any issued clientId, a provider's prefix included, can be banned; a 2xx ban is stored as sent, enforced, and lifted; one that cannot be stored is a 400 naming the field", async () => {
     await fc.assert(
       fc.asyncProperty(
+        prefix,
         userId.filter(isUserId),
         fc.option(text, { nil: undefined }),
         fc.option(text, { nil: undefined }),
-        async (sub, reason, bannedBy) => {
-          const jwt = await token({ key: keys.ec, claims: { sub } });
-          expect((await getToken(jwt)).status).toBe(200);
-          const res = await admin("PUT", sub, { reason, bannedBy });
+        async (pre, sub, reason, bannedBy) => {
+          const env = envFor(pre);
+          const clientId = pre + sub;
+          const jwt = await new SignJWT({ sub })
+            .setProtectedHeader({ alg: "HS256" })
+            .setIssuer(ISSUER)
+            .setIssuedAt()
+            .setExpirationTime("5m")
+            .sign(new TextEncoder().encode(SECRET));
+          seen.identityTokens.push(jwt);
+          // Each run on its own: a failed earlier run (or shrinking) may have left this id banned.
+          await admin(env, "DELETE", clientId);
+          const first = await getToken(jwt, "", {}, env);
+          if (!isClientIdText(clientId)) {
+            // The prefix made the id too long: no token, so nothing to ban.
+            expect(first.status).toBe(401);
+            return;
+          }
+          expect(first.status, "issued before the ban").toBe(200);
+          expect((await issuedCapability(first)).clientId).toBe(clientId);
+          const res = await admin(env, "PUT", clientId, { reason, bannedBy });
           const reasonFits = reason === undefined || jsonEscapedBytes(reason) <= 500;
           const byFits = bannedBy === undefined || jsonEscapedBytes(bannedBy) <= 320;
           if (!reasonFits || !byFits) {
             expect(res.status).toBe(400);
             expect((await problemOf(res)).detail).toMatch(reasonFits ? /^bannedBy / : /^reason /);
-            expect((await getToken(jwt)).status).toBe(200);
+            expect((await getToken(jwt, "", {}, env)).status).toBe(200);
             return;
           }
           expect(res.status).toBe(200);
           const stored = await (
-            await admin("GET", sub)
+            await admin(env, "GET", clientId)
           ).json<{ clientId: string; reason?: string; bannedBy?: string }>();
-          expect(stored.clientId).toBe(sub);
+          expect(stored.clientId).toBe(clientId);
           expect(stored.reason).toBe(reason);
-          const refused = await getToken(jwt);
+          expect(stored.bannedBy).toBe(bannedBy ?? "admin-api");
+          const refused = await getToken(jwt, "", {}, env);
           expect(refused.status).toBe(403);
           expect(await problemCode(refused)).toBe("user-banned");
-          expect((await admin("DELETE", sub)).status).toBe(204);
+          expect((await admin(env, "DELETE", clientId)).status).toBe(204);
+          expect((await getToken(jwt, "", {}, env)).status, "issued after the unban").toBe(200);
         },
       ),
       { numRuns: RUNS },
