@@ -25,6 +25,15 @@ let dev: WranglerDev;
  */
 const secrets: string[] = [ABLY_SECRET];
 const remember = (jwt: string) => secrets.push(jwt.split(".")[2]!);
+const ADMIN_TOKEN = "wrangler-dev-admin-token-0123456789abcdef";
+secrets.push(ADMIN_TOKEN);
+/** The admin API over HTTP, as a moderator's script calls it. */
+const admin = (method: string, path: string, body?: unknown) =>
+  fetch(`${dev.base}/admin${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 
 beforeAll(async () => {
   // The provider's issuer must be the origin it is actually served on.
@@ -38,6 +47,7 @@ beforeAll(async () => {
     JWT_AUDIENCE: provider.audience,
     ABLY_API_KEY: TEST_ABLY_KEY,
     ALLOWED_ORIGINS: ALLOWED_ORIGIN,
+    ADMIN_TOKEN,
   });
 });
 
@@ -178,6 +188,33 @@ describe("wrangler dev, called over HTTP", () => {
     expect((await call("/auth", { sub: "bob$'" })).status).toBe(403);
     expect((await call("/auth", { sub: "bob" })).status).toBe(200);
     await kv("delete", "bob$'");
+  });
+
+  it("bans, lists newest first and lifts hostile ids through the admin API; refuses ids it cannot store", async () => {
+    const hostile = ["bob$'", "bob$&", "bob$$", "😀".repeat(64), "a".repeat(256), "%", "x/y", "é:"];
+    for (const id of hostile) {
+      const res = await admin("PUT", `/bans/${encodeURIComponent(id)}`, { reason: `r ${id}` });
+      expect(res.status, id).toBe(200);
+      expect((await res.json<{ clientId: string }>()).clientId).toBe(id);
+    }
+    const listed = (await (await admin("GET", "/bans")).json<{ bans: { clientId: string }[] }>()).bans;
+    expect(listed.map((b) => b.clientId).filter((id) => hostile.includes(id))).toEqual([...hostile].reverse());
+    for (const id of hostile.filter((id) => !id.includes(":"))) {
+      const refused = await call("/auth", { sub: id });
+      expect(refused.status, id).toBe(403);
+      expect((await problemOf(refused)).type).toMatch(/user-banned$/);
+    }
+    // Not UTF-8 once decoded, too long, or a wildcard: a 400 problem, and nothing stored.
+    for (const path of ["%ED%A0%80", "ev%ED%A0%80il", encodeURIComponent("a".repeat(257)), "a*"]) {
+      const res = await admin("PUT", `/bans/${path}`, {});
+      expect(res.status, path).toBe(400);
+      expect((await problemOf(res)).type).toMatch(/request-invalid$/);
+    }
+    for (const id of hostile) expect((await admin("DELETE", `/bans/${encodeURIComponent(id)}`)).status).toBe(204);
+    for (const id of hostile.filter((id) => !id.includes(":"))) {
+      expect((await call("/auth", { sub: id })).status, id).toBe(200);
+    }
+    expect((await (await admin("GET", "/bans")).json<{ bans: unknown[] }>()).bans).toEqual([]);
   });
 
   it("answers a preflight from an allowed origin that asks to send Authorization", async () => {
