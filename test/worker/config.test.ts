@@ -58,7 +58,7 @@ describe("a misconfigured worker", () => {
   ])(
     "with %s answers 500 misconfigured, issues nothing, and says why in the log and at /healthz",
     async (_name, overrides, why) => {
-      const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+      const errors = vi.spyOn(console, "error");
       const res = await getToken(await token(), "", {}, overrides);
       expect(res.status).toBe(500);
       const problem = await problemOf(res);
