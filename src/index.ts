@@ -42,7 +42,13 @@ app.onError((error, c) => {
 
 // Answered, not thrown: a throw here would skip the middleware that runs after the handler.
 app.notFound((c) =>
-  answer(c, new Problem("not-found", "The endpoints are /auth, /healthz and, when enabled, /admin/bans.")),
+  answer(
+    c,
+    new Problem(
+      "not-found",
+      "The endpoints are /auth, /healthz and, with the admin API on, /admin/ (the console) and /admin/bans.",
+    ),
+  ),
 );
 
 function answer(c: Context<AppEnv>, problem: Problem): Response {
