@@ -14,7 +14,7 @@
  *   GET    /admin/bans?cursor=            → { bans: [...], cursor } newest first, bans in force only
  *   GET    /admin/bans?order=key&cursor=  → the same in KV's key order, every key (100 a page; cursor null on the last)
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono/tiny";
 import { indexBan, newestBans, unindexBan } from "./ban-index";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
@@ -50,7 +50,7 @@ admin.get("/bans", async (c) => {
 
 admin.get("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.url);
+  const clientId = subjectOf(c);
   const record = await readBan(config.bans, clientId);
   if (!record) throw new Problem("ban-not-found", `${clientId} is not banned.`);
   const bannedAt = record.bannedAt === undefined ? undefined : new Date(record.bannedAt);
@@ -62,7 +62,7 @@ admin.get("/bans/:clientId", async (c) => {
 
 admin.put("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.url);
+  const clientId = subjectOf(c);
   const { reason, ttlSeconds, bannedBy } = parseBanRequest(c.req.header("Content-Type"), await c.req.text());
   const { email } = c.get("moderator");
   // With Access on, bannedBy is proof: a verified email, or "admin-api" for a token caller, who
@@ -86,12 +86,13 @@ admin.put("/bans/:clientId", async (c) => {
   const written = new Date();
   const revocation = await revokeForBan(config, clientId, now, written);
   await indexBan(config, clientId, record, written);
+  c.set("outcome", "banned");
   return c.json({ clientId, ...record, revocation });
 });
 
 admin.delete("/bans/:clientId", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.url);
+  const clientId = subjectOf(c);
   // Bans made before this moment are lifted, also one whose PUT is still on its way to the index
   // or the revocations (a PUT waits up to 5 s on Ably): it must not list or revoke afterwards.
   const liftedAt = new Date();
@@ -99,6 +100,7 @@ admin.delete("/bans/:clientId", async (c) => {
   // Before the index, as in PUT: a lifted ban's planned revocation must never outlive a failed index.
   await cancelRevocations(config, clientId, liftedAt);
   await unindexBan(config, clientId, liftedAt);
+  c.set("outcome", "unbanned");
   return c.body(null, 204);
 });
 
@@ -106,7 +108,7 @@ admin.delete("/bans/:clientId", async (c) => {
 // PUT would have, counting BAN_PROPAGATION_SECONDS from now.
 admin.post("/bans/:clientId/revoke", async (c) => {
   const config = c.get("config");
-  const clientId = clientIdParam(c.req.url);
+  const clientId = subjectOf(c);
   if (!config.revocableTokens) {
     throw new Problem(
       "revocation-not-enabled",
@@ -114,7 +116,9 @@ admin.post("/bans/:clientId/revoke", async (c) => {
     );
   }
   if (!(await readBan(config.bans, clientId))) throw new Problem("ban-not-found", `${clientId} is not banned.`);
-  return c.json({ clientId, revocation: await revokeForBan(config, clientId, new Date()) });
+  const revocation = await revokeForBan(config, clientId, new Date());
+  c.set("outcome", "revoked");
+  return c.json({ clientId, revocation });
 });
 
 /** 404 for the admin API and its console unless ADMIN_TOKEN or Cloudflare Access is configured. */
@@ -133,6 +137,13 @@ export function adminAuth(): MiddlewareHandler<AppEnv> {
     c.set("moderator", await moderatorOf(c, c.get("config")));
     await next();
   };
+}
+
+/** The clientId the call acts on, also put in the log record. */
+function subjectOf(c: Context<AppEnv>): string {
+  const clientId = clientIdParam(c.req.url);
+  c.set("clientId", clientId);
+  return clientId;
 }
 
 /** The clientId of `/admin/bans/{clientId}[/revoke]` in the request's `url`, or a 400 saying what is wrong with it. */

@@ -5,12 +5,14 @@
  * place, and never the identity token, the Ably key, the issued token or any request header.
  */
 import type { MiddlewareHandler } from "hono";
+import type { Moderator } from "../bans/moderator";
 
 /** What the request's steps record for the log line; set with `c.set`. */
 export interface LogFields {
   requestId: string;
-  /** `issued`, or the problem code that answered. */
+  /** `issued`; `banned`, `unbanned` or `revoked` for the admin API's actions; or the problem code that answered. */
   outcome: string;
+  /** The verified user's; on the admin API, the one a call acts on. */
   clientId: string;
   /** The verified token's issuer. */
   issuer: string;
@@ -19,7 +21,7 @@ export interface LogFields {
 }
 
 /** Logs one line when the response is ready. Mount it first so it times the whole request. */
-export function accessLog(): MiddlewareHandler<{ Variables: Partial<LogFields> }> {
+export function accessLog(): MiddlewareHandler<{ Variables: Partial<LogFields> & { moderator?: Moderator } }> {
   return async function accessLog(c, next) {
     const started = Date.now();
     await next();
@@ -34,6 +36,8 @@ export function accessLog(): MiddlewareHandler<{ Variables: Partial<LogFields> }
       clientId: c.get("clientId"),
       provider: c.get("provider"),
       issuer: c.get("issuer"),
+      // Who made an admin call: the moderator's verified email, or `token` for ADMIN_TOKEN.
+      moderator: c.get("moderator")?.email ?? c.get("moderator")?.via,
       colo: cf?.colo,
       country: cf?.country,
       // Wall time, which in a Worker advances only while waiting on I/O (JWKS, KV, Ably).

@@ -4,7 +4,11 @@
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import operations from "../../docs/operations.md?raw";
-import { bodyOf, call, getToken, testEnv, token } from "./helpers";
+import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
+import { adminCall, bodyOf, call, getToken, testEnv, token } from "./helpers";
+
+const ADMIN = { ADMIN_TOKEN: "log-test-admin-token-0123456789abcdef0123" };
+const ACCESS = { ACCESS_TEAM_DOMAIN: ACCESS_TEAM, ACCESS_AUD, MODERATORS: "@mods.example.org" };
 
 /** Records the worker logs while `act` runs. */
 async function recordsDuring(act: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
@@ -20,7 +24,8 @@ async function recordsDuring(act: () => Promise<unknown>): Promise<Record<string
 
 /** The dashboard query table of docs/operations.md: each row's filter and group-by cells. */
 function documentedQueries(): { what: string; filters: string[]; groupBy: string[]; visualization: string }[] {
-  const section = operations.slice(operations.indexOf("### Dashboard queries"));
+  const start = operations.indexOf("### Dashboard queries");
+  const section = operations.slice(start, operations.indexOf("\n## ", start));
   const rows = section
     .split("\n")
     .filter((line) => line.startsWith("| ") && !line.startsWith("| what") && !line.startsWith("|---"));
@@ -65,6 +70,32 @@ describe("the log", () => {
     expect(line!.issuer).toBeUndefined();
   });
 
+  it("names who made an admin call, what it did and to whom: a ban by token, its unban by an Access moderator", async () => {
+    const records = await recordsDuring(async () => {
+      await adminCall("PUT", "/bans/log-subject", { reason: "r" }, ADMIN);
+      await call(
+        "/admin/bans/log-subject",
+        {
+          method: "DELETE",
+          headers: { "Cf-Access-Jwt-Assertion": await accessToken({ email: "anna@mods.example.org" }) },
+        },
+        ACCESS,
+      );
+      await adminCall("GET", "/bans/log-subject", undefined, ADMIN);
+    });
+    expect(records).toMatchObject([
+      { method: "PUT", status: 200, outcome: "banned", clientId: "log-subject", moderator: "token" },
+      {
+        method: "DELETE",
+        status: 204,
+        outcome: "unbanned",
+        clientId: "log-subject",
+        moderator: "anna@mods.example.org",
+      },
+      { method: "GET", status: 404, outcome: "ban-not-found", clientId: "log-subject", moderator: "token" },
+    ]);
+  });
+
   it("never holds the identity token, the issued token, the Ably key or the Authorization header", async () => {
     const lines: string[] = [];
     const capture = (...args: unknown[]) => void lines.push(JSON.stringify(args));
@@ -96,7 +127,7 @@ describe("the log", () => {
     expect(queries.length).toBeGreaterThanOrEqual(6);
     // Requests that together write every field and every value the queries name: an issued token,
     // a refusal after verification (capability), a refusal of an expired token, the provider's
-    // discovery down, the ban list down.
+    // discovery down, the ban list down, a ban and an unban.
     const jwt = await token({ claims: { sub: "dashboard" } });
     const kvDown = { get: () => Promise.reject(new Error("KV down")) };
     const records = await recordsDuring(async () => {
@@ -111,6 +142,9 @@ describe("the log", () => {
         { JWT_ISSUER: "https://down.test/" },
       );
       await getToken(jwt, "", {}, { BANS: kvDown });
+      // The admin API: a ban and its unban.
+      await adminCall("PUT", "/bans/dashboard-subject", {}, ADMIN);
+      await adminCall("DELETE", "/bans/dashboard-subject", undefined, ADMIN);
     });
     const written = (field: string) => records.some((r) => r[field] !== undefined);
     for (const query of queries) {
