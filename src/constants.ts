@@ -167,15 +167,15 @@ export const MAX_REQUEST_ID_CHARS = 255;
 /** KV's smallest `expirationTtl`, in seconds: KV refuses a put with a shorter one. */
 export const KV_MIN_EXPIRATION_TTL_SECONDS = 60;
 
-/** Bans per page of GET /admin/bans: KV lists at most 1000 keys a call; 100 keeps pages light. */
+/** Bans per page of GET /admin/bans: KV lists at most 1000 keys a call; 100 keeps pages light (`?order=key` reads each ban on its page). */
 export const ADMIN_LIST_PAGE_SIZE = 100;
 
 /**
  * Largest ban reason and "banned by" the admin API accepts, in bytes as stored: UTF-8 of the
  * JSON-escaped text. "Banned by" holds a moderator's verified email, which may be 320 characters
- * (RFC 3696: a 64-byte local part, `@`, a 255-byte domain). The record also rides as KV metadata,
- * which KV caps at 1024 bytes of JSON: 500 + 320 + two 24-byte timestamps + 54 bytes of field names
- * and punctuation is 922.
+ * (RFC 3696: a 64-byte local part, `@`, a 255-byte domain). A reason is for moderators and a short
+ * message to the user (who sees its first MAX_BAN_REASON_CHARS), and keeps a page of 100 listed
+ * bans small.
  */
 export const MAX_BAN_REASON_BYTES = 500;
 export const MAX_BANNED_BY_BYTES = 320;

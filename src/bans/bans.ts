@@ -5,8 +5,7 @@
  * Value: empty or anything → banned indefinitely. JSON `{ "reason", "until", "bannedBy",
  * "bannedAt" }` (all optional; times ISO 8601) → banned, the reason shown to the user, and no
  * longer banned once `until` has passed. A value that cannot be understood bans (fail closed).
- * Records written by the admin API carry the same JSON as KV metadata, so a listing needs no
- * extra reads. The full schema is in docs/operations.md ("Banning users").
+ * The full schema is in docs/operations.md ("Banning users").
  */
 import type { Config } from "../config";
 import type { Identity } from "../identity/identity";
@@ -102,10 +101,9 @@ export async function writeBan(
   record: BanRecord,
   ttlSeconds: number | undefined,
 ): Promise<void> {
-  const options: KVNamespacePutOptions = { metadata: record };
-  if (ttlSeconds !== undefined) {
-    options.expirationTtl = Math.max(ttlSeconds, KV_MIN_EXPIRATION_TTL_SECONDS);
-  }
+  // No metadata: KV sends it as a header, where free text (a reason, an email) is not plain ASCII.
+  const options =
+    ttlSeconds === undefined ? {} : { expirationTtl: Math.max(ttlSeconds, KV_MIN_EXPIRATION_TTL_SECONDS) };
   await banListCall(() => bans.put(clientId, JSON.stringify(record), options));
 }
 
@@ -122,8 +120,8 @@ export function listed(clientId: string, record: BanRecord, now: Date): ListedBa
 
 /**
  * One page of bans in KV's key order, with the cursor of the next page (null on the last one).
- * The records are the KV metadata the admin API writes: a ban written straight into KV has none
- * and is listed as its clientId, active.
+ * Each key's value is read (one KV read per ban, all at once), so a ban written straight into KV is
+ * listed with its reason and `until` too; a key deleted meanwhile is left out.
  */
 export async function listBans(
   bans: KVNamespace,
@@ -131,9 +129,10 @@ export async function listBans(
   limit: number,
   now = new Date(),
 ): Promise<{ bans: ListedBan[]; cursor: string | null }> {
-  const page = await banListCall(() => bans.list<BanRecord>({ cursor, limit }));
+  const page = await banListCall(() => bans.list({ cursor, limit }));
+  const records = await Promise.all(page.keys.map((key) => readBan(bans, key.name)));
   return {
-    bans: page.keys.map((key) => listed(key.name, key.metadata ?? {}, now)),
+    bans: page.keys.flatMap((key, i) => (records[i] ? [listed(key.name, records[i], now)] : [])),
     cursor: page.list_complete ? null : page.cursor,
   };
 }

@@ -325,9 +325,12 @@ describe("GET /admin/bans lists newest first, with cursor pagination", () => {
     }
   });
 
-  it("lists KV itself with order=key: bans written straight into KV too, in key order", async () => {
+  it("lists KV itself with order=key: bans written straight into KV too, in key order, each read from its value", async () => {
     await admin("PUT", "/bans/keyed-b", { reason: "through the API" });
     await testEnv.BANS.put("keyed-a", JSON.stringify({ reason: "wrangler kv key put" }));
+    await testEnv.BANS.put("keyed-c", "");
+    // Ended, but its key not yet expired: listed as such, not as a ban in force.
+    await testEnv.BANS.put("keyed-d", JSON.stringify({ until: "2020-01-01T00:00:00Z" }));
     expect(
       ids(
         (await allPages()).flatMap((p) => p.bans),
@@ -336,8 +339,10 @@ describe("GET /admin/bans lists newest first, with cursor pagination", () => {
     ).toEqual(["keyed-b"]);
     const byKey = (await allPages("order=key&")).flatMap((p) => p.bans);
     expect(byKey.filter((b) => String(b.clientId).startsWith("keyed-"))).toEqual([
-      { clientId: "keyed-a", active: true },
+      { clientId: "keyed-a", reason: "wrangler kv key put", active: true },
       expect.objectContaining({ clientId: "keyed-b", reason: "through the API", active: true }),
+      { clientId: "keyed-c", active: true },
+      { clientId: "keyed-d", until: "2020-01-01T00:00:00Z", active: false },
     ]);
   });
 });
