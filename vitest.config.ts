@@ -14,7 +14,7 @@ import { identityProvider, TEST_ABLY_KEY } from "./test/support/identity-provide
 import { providerHosts } from "./test/support/provider-hosts.ts";
 
 const idp = await identityProvider();
-/** The ten presets' providers, at their real JWKS URLs (test/worker/providers.test.ts). */
+/** Every preset's provider, at its real JWKS URL (test/worker/providers.test.ts). */
 const presetIdps = await providerHosts();
 
 /**

@@ -75,7 +75,7 @@ const JWKS_ISOLATES = 8;
 const BURST = 50;
 const KV_READS = 200;
 const IMPORT_RUNS = 5;
-// Issue 14's goals.
+// The goals, as ratios to the bare worker (and a bundle size); docs/performance.md gives each one's reason.
 const GOAL_CPU_RATIO = 1.3;
 const GOAL_COLD_RATIO = 1.3;
 const GOAL_P99_RATIO = 1.5;

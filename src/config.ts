@@ -204,7 +204,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     0,
     MAX_CLOCK_TOLERANCE_SECONDS,
   );
-  let bannedRolePattern = /^banned/i;
+  let bannedRolePattern = new RegExp(DEFAULT_BANNED_ROLE_PATTERN, "i");
   try {
     bannedRolePattern = new RegExp(str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
   } catch {

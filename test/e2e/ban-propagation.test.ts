@@ -168,6 +168,7 @@ describe("a ban with revocable tokens, a second location that lags", () => {
       // The first revocation could not reach the late token; the second one did, by its issuedBefore.
       expect(lateToken!.grant!.iat * 1000).toBeGreaterThanOrEqual(atBan!.issuedBefore);
       expect(afterPropagation!.issuedBefore).toBeGreaterThan(lateToken!.grant!.iat * 1000);
+      expect(firstCut).toMatchObject({ token: firstToken!.token, code: 40141 });
       expect(secondCut).toMatchObject({ token: lateToken!.token, code: 40141 });
       // After it the second location refuses, once: a 403 ends the client's asking. (There may be more
       // than two 200s: a token minted within the same second as a revocation has an `iat`, in whole

@@ -1,5 +1,5 @@
 /**
- * A reference for the moderator property tests, written from the README's rules for MODERATORS and
+ * A reference for the moderator property tests, written from docs/operations.md's rules for MODERATORS and
  * sharing no code with src/: no regular expression, no case mapping but its own. Slow and plain.
  *
  * MODERATORS is split at commas, each entry trimmed of white space, empty entries dropped; what is

@@ -24,7 +24,7 @@ export const KEYED = [
 ] as const;
 export type Keyed = (typeof KEYED)[number];
 
-/** The facts every preset test uses, as in providers.json's example tokens. */
+/** The facts every preset test uses: made-up tenants in each provider's documented shapes. */
 export const FACTS = {
   auth0Domain: "my-domain.auth0.com",
   clerkFrontendApi: "clerk.example.com",

@@ -1,8 +1,8 @@
 /**
  * The two revocation rounds of a ban (src/bans/ban-revocations.ts), through the admin API, with the
  * Durable Object's alarms run explicitly (`runDurableObjectAlarm`) instead of waited for; setup.ts
- * deletes every alarm after each test. Ably is test/support/ably-rest.ts, scripted to answer 429,
- * 5xx or nothing where a test says so.
+ * deletes every alarm after each test. Ably is the stand-in's REST API (dev/ably/rest.ts, served by
+ * vitest.config.ts), or a host scripted to answer 429, 5xx or nothing where a test says so.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";

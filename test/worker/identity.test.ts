@@ -7,7 +7,7 @@ import { base64url, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { discoveryCacheKey, forgetIsolateState, jwksCacheKey } from "../../src/identity/jwks";
-import { ALLOWED_ORIGIN, bodyOf, call, ISSUER, keys, problemOf, providerFetches, token } from "./helpers";
+import { ALLOWED_ORIGIN, bodyOf, call, ISSUER, keys, problemOf, providerFetches, token, verifyAsAbly } from "./helpers";
 
 const now = () => Math.floor(Date.now() / 1000);
 const enc = (value: unknown) => base64url.encode(JSON.stringify(value));
@@ -365,6 +365,7 @@ describe("the identity cookie (IDENTITY_COOKIE)", () => {
       withCookie,
     );
     expect(res.status).toBe(200);
+    expect((await verifyAsAbly(res)).clientId).toBe("victim");
   });
 
   it("loses to the Authorization header when both are sent", async () => {

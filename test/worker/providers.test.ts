@@ -128,7 +128,7 @@ const ALL = withProviders(
 );
 const only = (preset: object, more: Record<string, unknown> = {}) => withProviders([preset], more);
 
-// The example tokens of providers.json, as each provider issues them.
+// Example tokens, shaped as each provider's documentation shows them.
 const AUTH0 = {
   iss: `https://${FACTS.auth0Domain}/`,
   sub: "auth0|123456",
