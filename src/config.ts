@@ -122,8 +122,54 @@ export function loadConfig(env: object): ConfigResult {
 
 /** Parses and validates; problem messages name variables, never their values (some are secrets). */
 export function parseConfig(env: Record<string, unknown>): ConfigResult {
+  const read = envReader(env);
+  const ablyKey = ablyKeyOf(read);
+  const capabilities = capabilitiesOf(read);
+  const clockToleranceSeconds = read.int(
+    "JWT_CLOCK_TOLERANCE_SECONDS",
+    DEFAULT_CLOCK_TOLERANCE_SECONDS,
+    0,
+    MAX_CLOCK_TOLERANCE_SECONDS,
+  );
+  const { providers, identityHeader } = parseProviders({
+    env,
+    problems: read.problems,
+    clockToleranceSeconds,
+    bannedRolePattern: bannedRolePatternOf(read),
+    capability: read.capability,
+    roleCapabilities: read.roleCapabilities,
+  });
+  checkTemplates(read, capabilities, providers);
+  // Problems are listed in the order these run.
+  const allowedOrigins = allowedOriginsOf(read);
+  const tokens = tokensOf(read);
+  const admin = adminOf(read, clockToleranceSeconds);
+  const rateLimiters = rateLimitersOf(read);
+  const banList = banListOf(read);
+  const config: Config = Object.freeze({
+    providers: Object.freeze(providers),
+    ablyKey,
+    ...capabilities,
+    ...tokens,
+    allowedOrigins,
+    identityCookie: read.str("IDENTITY_COOKIE"),
+    identityHeader,
+    ...banList,
+    ...admin,
+    ...rateLimiters,
+  });
+  return read.problems.length > 0
+    ? { ok: false, problems: Object.freeze(read.problems) }
+    : { ok: true, config, warnings: Object.freeze(read.warnings) };
+}
+
+/** Reads variables of `env`, collecting problems and warnings as it goes. */
+type EnvReader = ReturnType<typeof envReader>;
+
+function envReader(env: Record<string, unknown>) {
   const problems: string[] = [];
   const warnings: string[] = [];
+  /** A string variable, trimmed; undefined when unset, empty or white space only. */
   const str = (name: string): string | undefined => {
     const value = env[name];
     if (value === undefined || value === "") return undefined;
@@ -134,6 +180,7 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     // White space alone is unset too: a blank ACCESS_AUD must read as missing, not as an audience.
     return value.trim() || undefined;
   };
+  /** A comma-separated list, entries trimmed, empty ones dropped. */
   const list = (name: string): string[] =>
     (str(name) ?? "")
       .split(",")
@@ -156,16 +203,8 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
     problems.push(`${name} must be "true" or "false"`);
     return false;
   };
-
-  // The Ably key: <appId>.<keyId>:<secret>
-  const rawKey = str("ABLY_API_KEY");
-  const keyMatch = rawKey?.match(/^([^.:\s]+\.[^.:\s]+):(\S+)$/);
-  if (rawKey === undefined) {
-    problems.push("ABLY_API_KEY is not set (wrangler secret put ABLY_API_KEY; .dev.vars locally)");
-  } else if (!keyMatch) {
-    problems.push("ABLY_API_KEY is not of the form <appId>.<keyId>:<secret>");
-  }
-
+  /** A JSON-valued variable: text, or the object wrangler makes of a TOML table; undefined when unset. */
+  const json = (name: string): unknown => (env[name] === "" ? undefined : env[name]);
   /** A capability from JSON text or (wrangler's JSON vars) an object; `{}` when it is invalid. */
   const capability = (where: string, value: unknown): Capability => {
     try {
@@ -191,162 +230,174 @@ export function parseConfig(env: Record<string, unknown>): ConfigResult {
       ),
     );
   };
-  /** A JSON-valued variable: text, or the object wrangler makes of a TOML table; undefined when unset. */
-  const jsonVar = (name: string): unknown => (env[name] === "" ? undefined : env[name]);
-  const grant = capability("ABLY_CAPABILITY", jsonVar("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY);
-  const keyCapability = capability("ABLY_KEY_CAPABILITY", jsonVar("ABLY_KEY_CAPABILITY") ?? DEFAULT_KEY_CAPABILITY);
-  const rawRoleCapabilities = jsonVar("ROLE_CAPABILITIES");
-  const globalRoleCapabilities: Readonly<Record<string, Capability>> =
-    rawRoleCapabilities === undefined ? Object.freeze({}) : roleCapabilities("ROLE_CAPABILITIES", rawRoleCapabilities);
-  const clockToleranceSeconds = int(
-    "JWT_CLOCK_TOLERANCE_SECONDS",
-    DEFAULT_CLOCK_TOLERANCE_SECONDS,
-    0,
-    MAX_CLOCK_TOLERANCE_SECONDS,
-  );
-  let bannedRolePattern = new RegExp(DEFAULT_BANNED_ROLE_PATTERN, "i");
-  try {
-    bannedRolePattern = new RegExp(str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
-  } catch {
-    problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
+  return { env, problems, warnings, str, list, int, bool, json, capability, roleCapabilities };
+}
+
+/** ABLY_API_KEY: `<appId>.<keyId>:<secret>`. */
+function ablyKeyOf(read: EnvReader): AblyKey {
+  const raw = read.str("ABLY_API_KEY");
+  const match = raw?.match(/^([^.:\s]+\.[^.:\s]+):(\S+)$/);
+  if (raw === undefined) {
+    read.problems.push("ABLY_API_KEY is not set (wrangler secret put ABLY_API_KEY; .dev.vars locally)");
+  } else if (!match) {
+    read.problems.push("ABLY_API_KEY is not of the form <appId>.<keyId>:<secret>");
   }
+  return Object.freeze({ keyName: match?.[1] ?? "", secret: match?.[2] ?? "" });
+}
 
-  const { providers, identityHeader } = parseProviders({
-    env,
-    problems,
-    clockToleranceSeconds,
-    bannedRolePattern,
-    capability,
-    roleCapabilities,
-  });
+function capabilitiesOf(read: EnvReader): Pick<Config, "grant" | "keyCapability" | "roleCapabilities"> {
+  const roles = read.json("ROLE_CAPABILITIES");
+  return {
+    grant: read.capability("ABLY_CAPABILITY", read.json("ABLY_CAPABILITY") ?? DEFAULT_CAPABILITY),
+    keyCapability: read.capability("ABLY_KEY_CAPABILITY", read.json("ABLY_KEY_CAPABILITY") ?? DEFAULT_KEY_CAPABILITY),
+    roleCapabilities: roles === undefined ? Object.freeze({}) : read.roleCapabilities("ROLE_CAPABILITIES", roles),
+  };
+}
 
-  const grants: Capability[] = [grant, ...Object.values(globalRoleCapabilities)];
+function bannedRolePatternOf(read: EnvReader): RegExp {
+  try {
+    return new RegExp(read.str("BANNED_ROLE_PATTERN") ?? DEFAULT_BANNED_ROLE_PATTERN, "i");
+  } catch {
+    read.problems.push("BANNED_ROLE_PATTERN is not a valid regular expression");
+    return new RegExp(DEFAULT_BANNED_ROLE_PATTERN, "i");
+  }
+}
+
+/**
+ * Every `{clientId}` template, the global grants' and every provider's, checked together: a whole
+ * segment once; no user able to own a shared channel or another user's channels.
+ */
+function checkTemplates(
+  read: EnvReader,
+  { grant, keyCapability, roleCapabilities }: Pick<Config, "grant" | "keyCapability" | "roleCapabilities">,
+  providers: readonly ProviderConfig[],
+): void {
+  const grants: Capability[] = [grant, ...Object.values(roleCapabilities)];
   for (const p of providers) grants.push(p.capability ?? {}, ...Object.values(p.roleCapabilities ?? {}));
   const templates = grants.flatMap((c) => Object.keys(c));
   for (const resource of new Set(templates)) {
     const fault = templateFault(resource);
-    if (fault) problems.push(`a capability template ${fault}`);
+    if (fault) read.problems.push(`a capability template ${fault}`);
   }
   const captured = templateCapture(templates);
   if (captured) {
-    problems.push(
+    read.problems.push(
       `a user whose id fits ${JSON.stringify(captured[0])} could own the shared channel ${JSON.stringify(captured[1])}: begin them with different literal segments`,
     );
   }
   if (Object.keys(keyCapability).some((resource) => resource.includes("{clientId}"))) {
-    problems.push(
+    read.problems.push(
       "ABLY_KEY_CAPABILITY is the key's own capability, not a template: {clientId} there is never filled in",
     );
   }
   const clash = templateClash(templates);
   if (clash) {
-    problems.push(
+    read.problems.push(
       `capability templates ${JSON.stringify(clash[0])} and ${JSON.stringify(clash[1])} could give two users the same channel: put {clientId} at the same segment in both, or begin them with different literal segments`,
     );
   }
+}
 
-  const allowedOrigins = list("ALLOWED_ORIGINS");
-  for (const origin of allowedOrigins) {
+function allowedOriginsOf(read: EnvReader): ReadonlySet<string> {
+  const origins = read.list("ALLOWED_ORIGINS");
+  for (const origin of origins) {
     if (!isOrigin(origin)) {
-      problems.push(`ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`);
+      read.problems.push(`ALLOWED_ORIGINS entries must be exact origins like https://app.example.com (no path, no *)`);
       break;
     }
     // Over plain http anyone on the network path could run script as that origin and spend cookies.
     if (!isSecureOrigin(origin)) {
-      problems.push(
+      read.problems.push(
         `ALLOWED_ORIGINS may list http:// origins only on this machine (localhost, 127.0.0.1, [::1]): ${origin}`,
       );
     }
   }
+  return new Set(origins);
+}
 
-  const revocableTokens = bool("ABLY_REVOCABLE_TOKENS");
+/** The tokens issued, and revoking them. */
+function tokensOf(
+  read: EnvReader,
+): Pick<Config, "tokenTtlSeconds" | "tokenExpiresWithIdentity" | "revocableTokens" | "ablyRestUrl" | "banRevocations"> {
+  const revocableTokens = read.bool("ABLY_REVOCABLE_TOKENS");
   const maxTtl = revocableTokens ? ABLY_REVOCABLE_MAX_TTL_SECONDS : ABLY_MAX_TTL_SECONDS;
-  const tokenTtlSeconds = int("ABLY_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS, 1, maxTtl);
-
-  const ablyRestUrl = (str("ABLY_REST_URL") ?? DEFAULT_ABLY_REST_URL).replace(/\/+$/, "");
-  if (!isHttpUrl(ablyRestUrl)) problems.push("ABLY_REST_URL must be an http(s) URL");
-
-  const adminToken = str("ADMIN_TOKEN");
-  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
-    problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
+  const ablyRestUrl = (read.str("ABLY_REST_URL") ?? DEFAULT_ABLY_REST_URL).replace(/\/+$/, "");
+  if (!isHttpUrl(ablyRestUrl)) read.problems.push("ABLY_REST_URL must be an http(s) URL");
+  const banRevocations = read.env.BAN_REVOCATIONS as DurableObjectNamespace<BanRevocations> | undefined;
+  if (revocableTokens && typeof banRevocations?.idFromName !== "function") {
+    read.problems.push("ABLY_REVOCABLE_TOKENS needs the Durable Object binding BAN_REVOCATIONS (see wrangler.toml)");
   }
-
-  const access = parseAccess(
-    str("ACCESS_TEAM_DOMAIN"),
-    str("ACCESS_AUD"),
-    list("MODERATORS"),
-    clockToleranceSeconds,
-    problems,
-  );
-  const banIndex = env.BAN_INDEX as DurableObjectNamespace<BanIndex> | undefined;
-  const adminOn = adminToken !== undefined || access !== undefined;
-  if (adminOn && typeof banIndex?.idFromName !== "function") {
-    problems.push("the admin API needs the Durable Object binding BAN_INDEX (see wrangler.toml)");
-  }
-
-  const limiter = (name: string) => {
-    const binding = env[name] as RateLimiter | undefined;
-    return binding && typeof binding.limit === "function" ? binding : undefined;
+  return {
+    tokenTtlSeconds: read.int("ABLY_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS, 1, maxTtl),
+    tokenExpiresWithIdentity: read.bool("TOKEN_EXPIRES_WITH_IDENTITY"),
+    revocableTokens,
+    ablyRestUrl,
+    banRevocations,
   };
-  const ipRateLimiter = limiter("IP_RATE_LIMITER");
-  const userRateLimiter = limiter("USER_RATE_LIMITER");
-  warnings.push(
-    ...(ipRateLimiter ? [] : ["rate limiting per IP is off (no IP_RATE_LIMITER binding)"]),
-    ...(userRateLimiter ? [] : ["rate limiting per user is off (no USER_RATE_LIMITER binding)"]),
-  );
+}
 
-  const bans = env.BANS as KVNamespace | undefined;
-  if (!bans || typeof bans.get !== "function") problems.push("KV namespace binding BANS is missing");
-
-  const banCacheTtlSeconds = int(
+function banListOf(
+  read: EnvReader,
+): Pick<Config, "bans" | "banCacheTtlSeconds" | "banPropagationSeconds" | "banListFailOpen"> {
+  const bans = read.env.BANS as KVNamespace | undefined;
+  if (!bans || typeof bans.get !== "function") read.problems.push("KV namespace binding BANS is missing");
+  const banCacheTtlSeconds = read.int(
     "BAN_CACHE_TTL_SECONDS",
     DEFAULT_BAN_CACHE_TTL_SECONDS,
     MIN_BAN_CACHE_TTL_SECONDS,
     ABLY_MAX_TTL_SECONDS,
   );
   const leastPropagation = KV_PROPAGATION_SECONDS + banCacheTtlSeconds;
-  const banPropagationSeconds = int(
+  const banPropagationSeconds = read.int(
     "BAN_PROPAGATION_SECONDS",
     leastPropagation + BAN_PROPAGATION_MARGIN_SECONDS,
     1,
     ABLY_MAX_TTL_SECONDS,
   );
   if (banPropagationSeconds < leastPropagation) {
-    warnings.push(
+    read.warnings.push(
       `BAN_PROPAGATION_SECONDS is under KV's ${KV_PROPAGATION_SECONDS} s plus BAN_CACHE_TTL_SECONDS: a location may still issue tokens after a ban's last revocation`,
     );
   }
-  const banRevocations = env.BAN_REVOCATIONS as DurableObjectNamespace<BanRevocations> | undefined;
-  if (revocableTokens && typeof banRevocations?.idFromName !== "function") {
-    problems.push("ABLY_REVOCABLE_TOKENS needs the Durable Object binding BAN_REVOCATIONS (see wrangler.toml)");
-  }
-
-  const config: Config = Object.freeze({
-    providers: Object.freeze(providers),
-    ablyKey: Object.freeze({ keyName: keyMatch?.[1] ?? "", secret: keyMatch?.[2] ?? "" }),
-    grant,
-    roleCapabilities: globalRoleCapabilities,
-    keyCapability,
-    tokenTtlSeconds,
-    tokenExpiresWithIdentity: bool("TOKEN_EXPIRES_WITH_IDENTITY"),
-    allowedOrigins: new Set(allowedOrigins),
-    identityCookie: str("IDENTITY_COOKIE"),
-    identityHeader,
+  return {
     bans: bans as KVNamespace,
     banCacheTtlSeconds,
-    adminToken,
-    access,
-    adminOn,
-    banIndex: banIndex as DurableObjectNamespace<BanIndex>,
-    revocableTokens,
-    ablyRestUrl,
     banPropagationSeconds,
-    banRevocations,
-    banListFailOpen: bool("BAN_LIST_FAIL_OPEN"),
-    ipRateLimiter,
-    userRateLimiter,
-  });
-  return problems.length > 0
-    ? { ok: false, problems: Object.freeze(problems) }
-    : { ok: true, config, warnings: Object.freeze(warnings) };
+    banListFailOpen: read.bool("BAN_LIST_FAIL_OPEN"),
+  };
+}
+
+/** The admin API: on with ADMIN_TOKEN or Cloudflare Access, and then it needs its index. */
+function adminOf(
+  read: EnvReader,
+  clockToleranceSeconds: number,
+): Pick<Config, "adminToken" | "access" | "adminOn" | "banIndex"> {
+  const adminToken = read.str("ADMIN_TOKEN");
+  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
+    read.problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
+  }
+  const access = parseAccess(
+    read.str("ACCESS_TEAM_DOMAIN"),
+    read.str("ACCESS_AUD"),
+    read.list("MODERATORS"),
+    clockToleranceSeconds,
+    read.problems,
+  );
+  const banIndex = read.env.BAN_INDEX as DurableObjectNamespace<BanIndex> | undefined;
+  const adminOn = adminToken !== undefined || access !== undefined;
+  if (adminOn && typeof banIndex?.idFromName !== "function") {
+    read.problems.push("the admin API needs the Durable Object binding BAN_INDEX (see wrangler.toml)");
+  }
+  return { adminToken, access, adminOn, banIndex: banIndex as DurableObjectNamespace<BanIndex> };
+}
+
+/** The rate limiting bindings; one that is missing is off, with a warning. */
+function rateLimitersOf(read: EnvReader): Pick<Config, "ipRateLimiter" | "userRateLimiter"> {
+  const limiter = (name: string, what: string) => {
+    const binding = read.env[name] as RateLimiter | undefined;
+    if (binding && typeof binding.limit === "function") return binding;
+    read.warnings.push(`rate limiting per ${what} is off (no ${name} binding)`);
+    return undefined;
+  };
+  return { ipRateLimiter: limiter("IP_RATE_LIMITER", "IP"), userRateLimiter: limiter("USER_RATE_LIMITER", "user") };
 }
