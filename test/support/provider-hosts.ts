@@ -9,21 +9,6 @@
 import { type JWK, jwtVerify } from "jose";
 import { keyPair } from "./keys.ts";
 
-/** Names of the providers with a JWKS here; each has one signing key. */
-export const KEYED = [
-  "auth0",
-  "clerk",
-  "firebase",
-  "supabase",
-  "cognito",
-  "cognitoId",
-  "entra",
-  "keycloak",
-  "google",
-  "cloudflare",
-] as const;
-export type Keyed = (typeof KEYED)[number];
-
 /** The facts every preset test uses: made-up tenants in each provider's documented shapes. */
 export const FACTS = {
   auth0Domain: "my-domain.auth0.com",
@@ -42,6 +27,56 @@ export const FACTS = {
   netlifyDownSite: "https://down-site.netlify.app",
 } as const;
 
+const { cognitoRegion: region, cognitoPool: pool, entraTenant: tid } = FACTS;
+const COGNITO_JWKS = [
+  `cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`,
+  `issuer-cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`,
+];
+
+/**
+ * The providers with a JWKS here, one row each: its signing key's algorithm and `kid`, and every
+ * host and path (the provider's documented URLs) whose JWKS holds that key. A Cognito pool signs ID
+ * and access tokens with different keys, both in its JWKS.
+ */
+const PROVIDERS = {
+  auth0: { alg: "RS256", kid: "shared-kid", jwks: [`${FACTS.auth0Domain}/.well-known/jwks.json`] },
+  clerk: { alg: "RS256", kid: "shared-kid", jwks: [`${FACTS.clerkFrontendApi}/.well-known/jwks.json`] },
+  firebase: {
+    alg: "RS256",
+    kid: "a5b2f9c1e0d87e3f6c4b2a19d8e7f6c5b4a3d2e1",
+    jwks: ["www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"],
+  },
+  supabase: {
+    alg: "ES256",
+    kid: "3a18cfe2-7226-43b0-bbb4-7c5242f2406e",
+    jwks: [`${FACTS.supabaseRef}.supabase.co/auth/v1/.well-known/jwks.json`],
+  },
+  cognito: { alg: "RS256", kid: "1234example=", jwks: COGNITO_JWKS },
+  cognitoId: { alg: "RS256", kid: "5678example=", jwks: COGNITO_JWKS },
+  entra: {
+    alg: "RS256",
+    kid: "i6lGk3FZzxRcUb2C3nEQ7syHJlY",
+    jwks: [`login.microsoftonline.com/${tid}/discovery/v2.0/keys`, `login.microsoftonline.com/${tid}/discovery/keys`],
+  },
+  keycloak: {
+    alg: "RS256",
+    kid: "FJ86GcF3jTbNLOco4NvZkUCIUmfYCqoqtOQeMfbhNlE",
+    jwks: [`kc.example.com/realms/${FACTS.keycloakRealm}/protocol/openid-connect/certs`],
+  },
+  google: {
+    alg: "RS256",
+    kid: "08d3245c62f86b6362afcbbffe1d069826dd1dc1",
+    jwks: ["www.googleapis.com/oauth2/v3/certs"],
+  },
+  cloudflare: {
+    alg: "RS256",
+    kid: "9338abe1baf2fe492f646a736f25afbf7b025e35c627be4f60c414d4c73069b8",
+    jwks: [`${FACTS.cloudflareTeam}.cloudflareaccess.com/cdn-cgi/access/certs`],
+  },
+} as const satisfies Record<string, { alg: "RS256" | "ES256"; kid: string; jwks: readonly string[] }>;
+export type Keyed = keyof typeof PROVIDERS;
+const KEYED = Object.keys(PROVIDERS) as Keyed[];
+
 export interface ProviderKeys {
   /** Private JWKs by provider. */
   readonly keys: Record<Keyed, JWK>;
@@ -50,42 +85,18 @@ export interface ProviderKeys {
 }
 
 export async function providerHosts() {
-  const kids: Record<Keyed, string> = {
-    auth0: "shared-kid",
-    clerk: "shared-kid",
-    firebase: "a5b2f9c1e0d87e3f6c4b2a19d8e7f6c5b4a3d2e1",
-    supabase: "3a18cfe2-7226-43b0-bbb4-7c5242f2406e",
-    cognito: "1234example=",
-    cognitoId: "5678example=",
-    entra: "i6lGk3FZzxRcUb2C3nEQ7syHJlY",
-    keycloak: "FJ86GcF3jTbNLOco4NvZkUCIUmfYCqoqtOQeMfbhNlE",
-    google: "08d3245c62f86b6362afcbbffe1d069826dd1dc1",
-    cloudflare: "9338abe1baf2fe492f646a736f25afbf7b025e35c627be4f60c414d4c73069b8",
-  };
   const pairs = Object.fromEntries(
     await Promise.all(
-      KEYED.map(async (name) => [name, await keyPair(name === "supabase" ? "ES256" : "RS256", kids[name])] as const),
+      KEYED.map(async (name) => [name, await keyPair(PROVIDERS[name].alg, PROVIDERS[name].kid)] as const),
     ),
   ) as Record<Keyed, Awaited<ReturnType<typeof keyPair>>>;
   const netlifySecret = `netlify-hosted-secret-${crypto.randomUUID()}`;
-  const jwks = (...names: Keyed[]) => ({ keys: names.map((name) => pairs[name].pub) });
-  const { cognitoRegion: region, cognitoPool: pool, entraTenant: tid } = FACTS;
 
-  /** JWKS by host and path, at each provider's documented URL. */
-  const served: Record<string, unknown> = {
-    [`${FACTS.auth0Domain}/.well-known/jwks.json`]: jwks("auth0"),
-    [`${FACTS.clerkFrontendApi}/.well-known/jwks.json`]: jwks("clerk"),
-    "www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com": jwks("firebase"),
-    [`${FACTS.supabaseRef}.supabase.co/auth/v1/.well-known/jwks.json`]: jwks("supabase"),
-    // A pool signs ID and access tokens with different keys, both in its JWKS.
-    [`cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`]: jwks("cognito", "cognitoId"),
-    [`issuer-cognito-idp.${region}.amazonaws.com/${pool}/.well-known/jwks.json`]: jwks("cognito", "cognitoId"),
-    [`login.microsoftonline.com/${tid}/discovery/v2.0/keys`]: jwks("entra"),
-    [`login.microsoftonline.com/${tid}/discovery/keys`]: jwks("entra"),
-    [`kc.example.com/realms/${FACTS.keycloakRealm}/protocol/openid-connect/certs`]: jwks("keycloak"),
-    "www.googleapis.com/oauth2/v3/certs": jwks("google"),
-    [`${FACTS.cloudflareTeam}.cloudflareaccess.com/cdn-cgi/access/certs`]: jwks("cloudflare"),
-  };
+  /** JWKS by host and path. */
+  const served: Record<string, { keys: JWK[] }> = {};
+  for (const name of KEYED) {
+    for (const where of PROVIDERS[name].jwks) (served[where] ??= { keys: [] }).keys.push(pairs[name].pub);
+  }
   const hosts = new Set([
     ...Object.keys(served).map((where) => where.split("/")[0]!),
     "example.netlify.app",

@@ -103,8 +103,11 @@ export async function problemOf(response: Response) {
 export const problemCode = async (response: Response) =>
   (await problemOf(response)).type.slice(PROBLEM_TYPE_PREFIX.length);
 
-/** How often each host and path of the stand-in identity provider has been fetched (`idp.test/jwks` → 3). */
-export const providerFetches = async () => (await fetch("https://idp.test/__fetches")).json<Record<string, number>>();
+/** How often each host and path of the stand-in identity providers has been fetched (`idp.test/jwks` → 3). */
+export const providerFetches = async (): Promise<Record<string, number>> => ({
+  ...(await (await fetch("https://idp.test/__fetches")).json<Record<string, number>>()),
+  ...(await (await fetch("https://providers.test/__fetches")).json<Record<string, number>>()),
+});
 
 /** Every ban-revocation object's alarm and storage deleted, so that no alarm outlives its test. */
 export async function clearBanRevocations(): Promise<void> {

@@ -9,7 +9,17 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { forgetNetlifyAnswers, netlifyCacheBytes } from "../../src/identity/netlify";
 import { FACTS, type Keyed, type ProviderKeys } from "../support/provider-hosts";
-import { bodyOf, call, getToken, problemOf, seen, testEnv, token as idpToken, verifyAsAbly } from "./helpers";
+import {
+  bodyOf,
+  call,
+  getToken,
+  problemOf,
+  providerFetches,
+  seen,
+  testEnv,
+  token as idpToken,
+  verifyAsAbly,
+} from "./helpers";
 
 const { keys, netlifySecret } = JSON.parse(testEnv.TEST_PROVIDER_KEYS as string) as ProviderKeys;
 const SUPABASE_SECRET = `supabase-legacy-jwt-secret-${crypto.randomUUID()}`;
@@ -277,11 +287,6 @@ const NETLIFY = {
   app_metadata: { provider: "email", roles: ["admin"] },
   user_metadata: { full_name: "Jane Doe" },
 };
-
-const fetchCounts = async () => ({
-  ...(await (await fetch("https://providers.test/__fetches")).json<Record<string, number>>()),
-  ...(await (await fetch("https://idp.test/__fetches")).json<Record<string, number>>()),
-});
 
 /** The issued token's clientId, after checking the answer is 200. */
 async function issuedClientId(response: Response): Promise<string> {
@@ -614,7 +619,7 @@ describe("each provider's other tokens, signed by the same keys, are refused", (
 
 describe("choosing the provider by iss, before any key is used", () => {
   it("refuses a token whose iss is not configured without fetching anything", async () => {
-    const before = await fetchCounts();
+    const before = await providerFetches();
     for (const iss of ["https://unknown.example/", `https://${FACTS.auth0Domain}/evil`, "", 42]) {
       await expectProblem(
         await getToken(await mint("auth0", { ...AUTH0, iss }), "", {}, ALL),
@@ -622,11 +627,11 @@ describe("choosing the provider by iss, before any key is used", () => {
         "identity-token-issuer-mismatch",
       );
     }
-    expect(await fetchCounts()).toEqual(before);
+    expect(await providerFetches()).toEqual(before);
   });
 
   it("refuses a token without iss when no provider is configured for such tokens, without fetching", async () => {
-    const before = await fetchCounts();
+    const before = await providerFetches();
     await expectProblem(
       await getToken(await mint("auth0", { ...AUTH0, iss: undefined }), "", {}, only(PRESET.auth0)),
       401,
@@ -637,7 +642,7 @@ describe("choosing the provider by iss, before any key is used", () => {
       401,
       "identity-token-issuer-mismatch",
     );
-    expect(await fetchCounts()).toEqual(before);
+    expect(await providerFetches()).toEqual(before);
   });
 
   it("refuses issuer A's token signed with issuer B's key under a kid both JWKS hold", async () => {
@@ -660,10 +665,10 @@ describe("choosing the provider by iss, before any key is used", () => {
 
   it("keeps each provider's JWKS apart: one fetch of each, whatever the others do", async () => {
     const env = only({ ...PRESET.keycloak, name: "keycloak-once" });
-    const before = await fetchCounts();
+    const before = await providerFetches();
     for (let i = 0; i < 3; i++)
       expect((await getToken(await mint("keycloak", KEYCLOAK), "", {}, env)).status).toBe(200);
-    const after = await fetchCounts();
+    const after = await providerFetches();
     const path = `kc.example.com/realms/${FACTS.keycloakRealm}/protocol/openid-connect/certs`;
     expect((after[path] ?? 0) - (before[path] ?? 0)).toBeLessThanOrEqual(1);
   });
@@ -706,9 +711,9 @@ describe("symmetric secrets: only for the provider they are configured for", () 
     ["RS256 claiming to be Netlify (no iss)", () => mint("auth0", { ...NETLIFY }), ALL],
   ])("%s → 401 algorithm-not-allowed, nothing fetched", async (_name, make, env) => {
     const jwt = await make();
-    const before = await fetchCounts();
+    const before = await providerFetches();
     await expectProblem(await getToken(jwt, "", {}, env), 401, "identity-token-algorithm-not-allowed");
-    expect(await fetchCounts()).toEqual(before);
+    expect(await providerFetches()).toEqual(before);
   });
 
   it("the Netlify secret never verifies anything locally: only the site's endpoint vouches", async () => {
@@ -727,17 +732,17 @@ describe("Netlify Identity (hosted)", () => {
 
   it("asks the site once per token within a minute, keyed by the token's hash", async () => {
     const jwt = await mint({ secret: netlifySecret }, { ...NETLIFY, sub: "cached-user" });
-    const before = (await fetchCounts())[userPath] ?? 0;
+    const before = (await providerFetches())[userPath] ?? 0;
     for (let i = 0; i < 3; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
-    expect(((await fetchCounts())[userPath] ?? 0) - before).toBe(1);
+    expect(((await providerFetches())[userPath] ?? 0) - before).toBe(1);
   });
 
   it("shares one ask among concurrent requests with a new token", async () => {
     const jwt = await mint({ secret: netlifySecret }, { ...NETLIFY, sub: "burst-user" });
-    const before = (await fetchCounts())[userPath] ?? 0;
+    const before = (await providerFetches())[userPath] ?? 0;
     const responses = await Promise.all(Array.from({ length: 20 }, () => getToken(jwt, "", {}, env)));
     expect(new Set(responses.map((r) => r.status))).toEqual(new Set([200]));
-    expect(((await fetchCounts())[userPath] ?? 0) - before).toBe(1);
+    expect(((await providerFetches())[userPath] ?? 0) - before).toBe(1);
   });
 
   it("remembers only the roles: 40 users with 256 KiB of user_metadata each take under 8 KiB", async () => {
@@ -759,9 +764,9 @@ describe("Netlify Identity (hosted)", () => {
     const jwt = await mint({ secret: netlifySecret }, NETLIFY);
     const res = await getToken(jwt, "", {}, down);
     await expectProblem(res, 503, "identity-provider-unavailable");
-    const before = (await fetchCounts())["down-site.netlify.app/.netlify/identity/user"] ?? 0;
+    const before = (await providerFetches())["down-site.netlify.app/.netlify/identity/user"] ?? 0;
     expect((await getToken(jwt, "", {}, down)).status).toBe(503);
-    expect((await fetchCounts())["down-site.netlify.app/.netlify/identity/user"]).toBe(before + 1);
+    expect((await providerFetches())["down-site.netlify.app/.netlify/identity/user"]).toBe(before + 1);
   });
 });
 
