@@ -6,6 +6,7 @@ import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   DISCOVERY_CACHE_MS,
+  JWKS_COOLDOWN_MS,
   JWKS_STALE_IF_ERROR_MS,
   MAX_BAN_REASON_BYTES,
   MAX_BAN_REASON_CHARS,
@@ -70,14 +71,24 @@ describe("an identity provider outage longer than the discovery cache", () => {
     expect((await getToken(jwt, "", {}, env)).status).toBe(200);
     await fetch("https://outage.test/__down");
     const before = await providerFetches();
-    vi.spyOn(Date, "now").mockReturnValue(Date.now() + DISCOVERY_CACHE_MS + 60_000);
-    for (let i = 0; i < 20; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    const asked = async (path: string) => ((await providerFetches())[path] ?? 0) - (before[path] ?? 0);
+    const start = Date.now() + DISCOVERY_CACHE_MS + 60_000;
+    const clock = vi.spyOn(Date, "now").mockReturnValue(start);
+    for (let i = 0; i < 20; i++) {
+      const res = await getToken(jwt, "", {}, env);
+      expect(await issued(res)).toMatchObject({ clientId: "alice" });
+    }
     forgetIsolateState(); // another isolate of the location
     for (let i = 0; i < 5; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
-    const after = await providerFetches();
-    const asked = (path: string) => (after[path] ?? 0) - (before[path] ?? 0);
-    expect(asked("outage.test/.well-known/openid-configuration")).toBe(1);
-    expect(asked("outage.test/jwks")).toBeLessThanOrEqual(1);
+    expect(await asked("outage.test/.well-known/openid-configuration")).toBe(1);
+    expect(await asked("outage.test/jwks")).toBe(1);
+    // The location asks again once its 30 s are up, and only once, still serving meanwhile.
+    clock.mockReturnValue(start + JWKS_COOLDOWN_MS - 1);
+    expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    expect(await asked("outage.test/.well-known/openid-configuration")).toBe(1);
+    clock.mockReturnValue(start + JWKS_COOLDOWN_MS + 1);
+    for (let i = 0; i < 5; i++) expect((await getToken(jwt, "", {}, env)).status).toBe(200);
+    expect(await asked("outage.test/.well-known/openid-configuration")).toBe(2);
   });
 
   it("answers 503 once the last good discovery is older than 12 h", async () => {
