@@ -38,6 +38,16 @@ describe("the project's Node", () => {
     // For the record: the machine's Node, which runs npm itself (Node 20 on the CI machines).
     console.log(`machine's node: ${run("node", ["--version"])}; project's: ${PROJECT_NODE}`);
   });
+
+  it("is what the README's `npm test` runs the suites on, from a user's shell", () => {
+    // Only the test above that checks Vitest's own Node, so this does not run itself again.
+    const out = execFileSync(
+      "npm",
+      ["test", "--", "--project", "e2e", "test/e2e/toolchain.test.ts", "-t", "runs Vitest \\(and so"],
+      { cwd: ROOT, env: { ...userShellEnv(), FORCE_COLOR: "0", NO_COLOR: "1" }, encoding: "utf8" },
+    );
+    expect(out).toMatch(/Tests\s+1 passed/);
+  }, 120_000);
 });
 
 describe("dependencies", () => {
