@@ -49,7 +49,7 @@ export function identityToken(c: Context, cookieName: string | undefined, header
       "An identity token sent by cookie or by the browser is accepted only from this origin or ALLOWED_ORIGINS, and this request shows no Origin.",
     );
   }
-  // A header value is a byte string (one character per byte), so its length is its size.
+  // Characters, which for a JWT (ASCII) are its bytes; anything else fails to decode a step on.
   if (raw.length > MAX_IDENTITY_TOKEN_BYTES) {
     throw new Problem(
       "identity-token-too-large",
