@@ -130,14 +130,17 @@ function workerdPids() {
 
 /**
  * Imports the bundle in a fresh Node process with fetch, importKey and the Cache API watched. An
- * empty module is imported first, so the time is the bundle's own (compile and evaluate), not the
- * module loader's start-up.
+ * empty module is imported first, so the time is the bundle's own (compile and evaluate, the
+ * configuration's parse included), not the module loader's start-up.
  */
-async function globalScope(file, emptyFile) {
-  // The bundle imports cloudflare:workers (the Durable Object's base class), which Node lacks: a stub stands in.
+async function globalScope(file, emptyFile, bindings) {
+  // The bundle imports cloudflare:workers (the Durable Object's base class, the isolate's env), which
+  // Node lacks: a stub stands in, its env the bench's bindings and a KV stand-in, as workerd has them.
+  const stubSource = `export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }
+    export const env = { ...${JSON.stringify(bindings)}, BANS: { get: async () => null } };`;
   const script = `
     const { registerHooks } = await import("node:module");
-    const stub = "data:text/javascript,export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }";
+    const stub = ${JSON.stringify(`data:text/javascript,${encodeURIComponent(stubSource)}`)};
     registerHooks({ resolve: (specifier, context, next) => specifier === "cloudflare:workers" ? { url: stub, shortCircuit: true } : next(specifier, context) });
     await import(${JSON.stringify(pathToFileURL(emptyFile).href)});
     const calls = { fetch: 0, importKey: 0, caches: 0 };
@@ -487,8 +490,9 @@ async function main() {
     say("global scope: importing the bundles in fresh Node processes");
     const empty = join(dir, "empty.mjs");
     await writeFile(empty, "export {};\n");
-    const scope = await globalScope(bundle.file, empty);
-    const bareScope = await globalScope(bare.file, empty);
+    const bindings = workerBindings(idp, "global-scope");
+    const scope = await globalScope(bundle.file, empty, bindings);
+    const bareScope = await globalScope(bare.file, empty, bindings);
     if (scope.io + scope.importKey > 0) failures.push("I/O or a key import at global scope");
 
     const rounds = [];
