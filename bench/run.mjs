@@ -38,6 +38,7 @@ import {
   buildBundle,
   checkIssued,
   CLIENT_ID,
+  coldStart,
   COMPATIBILITY_DATE,
   cpuNs,
   fromWrangler,
@@ -269,24 +270,10 @@ async function loadBare(who, idp, bundle, headers, { healthz = false } = {}) {
   }
 }
 
-/**
- * A fresh workerd's startup (its CPU until the socket accepts: start, compile, global scope) and
- * its first request (the process's CPU around it: JWKS fetch, key imports, code compiled on first
- * use), median of COLD_RUNS; the same for every target.
- */
-async function coldStarts(who, idp, bundle, headers) {
+/** coldStart's startup and first request, median of COLD_RUNS; the same for every target. */
+async function coldStarts(who, idp, bundle) {
   const runs = [];
-  for (let i = 0; i < COLD_RUNS; i++) {
-    const served = await serveBare(bundle.file, workerBindings(idp, `cold-${who}`));
-    try {
-      await sleep(50); // anything workerd still does after binding its socket counts as startup
-      const startupMs = served.cpu() / 1e6;
-      await checkIssued(`${served.url}/auth`, headers, `${who}, cold`);
-      runs.push({ startupMs, firstMs: served.cpu() / 1e6 - startupMs });
-    } finally {
-      await served.close();
-    }
-  }
+  for (let i = 0; i < COLD_RUNS; i++) runs.push(await coldStart(bundle.file, idp, who));
   return { startupMs: median(runs.map((r) => r.startupMs)), firstMs: median(runs.map((r) => r.firstMs)), runs };
 }
 
@@ -509,8 +496,8 @@ async function main() {
     }
     say(`cold: ${COLD_RUNS} fresh workerd processes per target`);
     const cold = {
-      worker: await coldStarts("worker", idp, bundle, headers),
-      bare: await coldStarts("bare", idp, bare, headers),
+      worker: await coldStarts("worker", idp, bundle),
+      bare: await coldStarts("bare", idp, bare),
     };
     say("load: worker through Miniflare with its local KV, once");
     const miniflare = await loadMiniflare(idp, bundle, headers);
