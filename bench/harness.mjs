@@ -179,6 +179,23 @@ const kv :Workerd.Worker = (modules = [(name = "kv.js", esModule = embed "empty-
 }
 
 /**
+ * One fresh workerd serving `file`: its startup (CPU until the socket accepts: start, compile, the
+ * global scope) and its first request (the process's CPU around it: JWKS fetch, key imports, code
+ * compiled on first use), in ms.
+ */
+export async function coldStart(file, idp, who) {
+  const served = await serveBare(file, workerBindings(idp, `cold-${who}`));
+  try {
+    await sleep(50); // anything workerd still does after binding its socket counts as startup
+    const startupMs = served.cpu() / 1e6;
+    await checkIssued(`${served.url}/auth`, { authorization: `Bearer ${idp.token}` }, `${who}, cold`);
+    return { startupMs, firstMs: served.cpu() / 1e6 - startupMs };
+  } finally {
+    await served.close();
+  }
+}
+
+/**
  * The smoke check every target passes before it is loaded: a 200 `application/jwt` whose token
  * verifies with the Ably key's secret and is issued for our user.
  */

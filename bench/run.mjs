@@ -38,6 +38,7 @@ import {
   buildBundle,
   checkIssued,
   CLIENT_ID,
+  coldStart,
   COMPATIBILITY_DATE,
   cpuNs,
   fromWrangler,
@@ -130,14 +131,17 @@ function workerdPids() {
 
 /**
  * Imports the bundle in a fresh Node process with fetch, importKey and the Cache API watched. An
- * empty module is imported first, so the time is the bundle's own (compile and evaluate), not the
- * module loader's start-up.
+ * empty module is imported first, so the time is the bundle's own (compile and evaluate, the
+ * configuration's parse included), not the module loader's start-up.
  */
-async function globalScope(file, emptyFile) {
-  // The bundle imports cloudflare:workers (the Durable Object's base class), which Node lacks: a stub stands in.
+async function globalScope(file, emptyFile, bindings) {
+  // The bundle imports cloudflare:workers (the Durable Object's base class, the isolate's env), which
+  // Node lacks: a stub stands in, its env the bench's bindings and a KV stand-in, as workerd has them.
+  const stubSource = `export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }
+    export const env = { ...${JSON.stringify(bindings)}, BANS: { get: async () => null } };`;
   const script = `
     const { registerHooks } = await import("node:module");
-    const stub = "data:text/javascript,export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }";
+    const stub = ${JSON.stringify(`data:text/javascript,${encodeURIComponent(stubSource)}`)};
     registerHooks({ resolve: (specifier, context, next) => specifier === "cloudflare:workers" ? { url: stub, shortCircuit: true } : next(specifier, context) });
     await import(${JSON.stringify(pathToFileURL(emptyFile).href)});
     const calls = { fetch: 0, importKey: 0, caches: 0 };
@@ -266,24 +270,10 @@ async function loadBare(who, idp, bundle, headers, { healthz = false } = {}) {
   }
 }
 
-/**
- * A fresh workerd's startup (its CPU until the socket accepts: start, compile, global scope) and
- * its first request (the process's CPU around it: JWKS fetch, key imports, code compiled on first
- * use), median of COLD_RUNS; the same for every target.
- */
-async function coldStarts(who, idp, bundle, headers) {
+/** coldStart's startup and first request, median of COLD_RUNS; the same for every target. */
+async function coldStarts(who, idp, bundle) {
   const runs = [];
-  for (let i = 0; i < COLD_RUNS; i++) {
-    const served = await serveBare(bundle.file, workerBindings(idp, `cold-${who}`));
-    try {
-      await sleep(50); // anything workerd still does after binding its socket counts as startup
-      const startupMs = served.cpu() / 1e6;
-      await checkIssued(`${served.url}/auth`, headers, `${who}, cold`);
-      runs.push({ startupMs, firstMs: served.cpu() / 1e6 - startupMs });
-    } finally {
-      await served.close();
-    }
-  }
+  for (let i = 0; i < COLD_RUNS; i++) runs.push(await coldStart(bundle.file, idp, who));
   return { startupMs: median(runs.map((r) => r.startupMs)), firstMs: median(runs.map((r) => r.firstMs)), runs };
 }
 
@@ -487,8 +477,9 @@ async function main() {
     say("global scope: importing the bundles in fresh Node processes");
     const empty = join(dir, "empty.mjs");
     await writeFile(empty, "export {};\n");
-    const scope = await globalScope(bundle.file, empty);
-    const bareScope = await globalScope(bare.file, empty);
+    const bindings = workerBindings(idp, "global-scope");
+    const scope = await globalScope(bundle.file, empty, bindings);
+    const bareScope = await globalScope(bare.file, empty, bindings);
     if (scope.io + scope.importKey > 0) failures.push("I/O or a key import at global scope");
 
     const rounds = [];
@@ -505,8 +496,8 @@ async function main() {
     }
     say(`cold: ${COLD_RUNS} fresh workerd processes per target`);
     const cold = {
-      worker: await coldStarts("worker", idp, bundle, headers),
-      bare: await coldStarts("bare", idp, bare, headers),
+      worker: await coldStarts("worker", idp, bundle),
+      bare: await coldStarts("bare", idp, bare),
     };
     say("load: worker through Miniflare with its local KV, once");
     const miniflare = await loadMiniflare(idp, bundle, headers);

@@ -1,10 +1,12 @@
 /**
- * The worker's configuration: read from the environment once per isolate, validated, frozen.
- * Nothing else in the worker reads `env` strings. Every problem is reported together.
+ * The worker's configuration: read from the environment once per isolate (the isolate's own at
+ * startup), validated, frozen. Nothing else in the worker reads `env` strings. Every problem is
+ * reported together.
  *
  * Identity providers are parsed by providers.ts: the single-provider variables (JWT_ISSUER,
  * JWKS_URL, ...) as a shorthand for one entry, IDENTITY_PROVIDERS as a list of entries or presets.
  */
+import { env as isolateEnv } from "cloudflare:workers";
 import {
   type Capability,
   CapabilityError,
@@ -110,14 +112,38 @@ export type ConfigResult =
 
 const cache = new WeakMap<object, ConfigResult>();
 
-/** The configuration for this environment, parsed on first use and then reused by the isolate. */
+/**
+ * The isolate's own environment, parsed at startup (no I/O) so that its first request finds the
+ * work done. A parse that throws is left to that request, which answers it as before.
+ */
+const startup = (() => {
+  const env = isolateEnv as unknown as Record<string, unknown>;
+  try {
+    return { env, result: parseConfig(env) };
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * The configuration for this environment, parsed on first use and then reused by the isolate. A
+ * handler's `env` is another object than the isolate's, with the same bindings: matched entry by
+ * entry, it takes the startup parse; any other environment (a test's) is parsed for itself.
+ */
 export function loadConfig(env: object): ConfigResult {
   let result = cache.get(env);
   if (!result) {
-    result = parseConfig(env as Record<string, unknown>);
+    const vars = env as Record<string, unknown>;
+    result = startup && sameEntries(vars, startup.env) ? startup.result : parseConfig(vars);
     cache.set(env, result);
   }
   return result;
+}
+
+/** Whether two environments hold the same names, each bound to the very same value. */
+function sameEntries(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => a[name] === b[name]);
 }
 
 /** Parses and validates; problem messages name variables, never their values (some are secrets). */

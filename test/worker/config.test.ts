@@ -2,8 +2,9 @@
  * Configuration (read once per isolate, every problem reported together) and /healthz; the log
  * line each request leaves is in log.test.ts.
  */
+import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { parseConfig } from "../../src/config";
+import { loadConfig, parseConfig } from "../../src/config";
 import { PROBLEM_TYPE_PREFIX } from "../../src/errors";
 import { bodyOf, call, getToken, problemOf, testEnv, token } from "./helpers";
 
@@ -111,5 +112,21 @@ describe("a misconfigured worker", () => {
     const res = await call("/healthz");
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: "ok" });
+  });
+});
+
+describe("the configuration parsed at startup", () => {
+  it("is what an environment with the isolate's bindings gets; any other is parsed for itself", () => {
+    // A handler's env is another object than the isolate's, with the same bindings.
+    const [handlerEnv, another] = [{ ...env }, { ...env }];
+    const startup = loadConfig(handlerEnv);
+    expect(loadConfig(another)).toBe(startup);
+    expect(startup).toEqual(parseConfig(handlerEnv));
+
+    for (const overrides of [{ ABLY_TOKEN_TTL_SECONDS: "60" }, { EXTRA: "" }]) {
+      const own = loadConfig({ ...env, ...overrides });
+      expect(own).not.toBe(startup);
+      expect(own).toEqual(parseConfig({ ...env, ...overrides }));
+    }
   });
 });
