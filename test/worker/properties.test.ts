@@ -13,11 +13,14 @@ import { instantiate as srcInstantiate, parseCapability } from "../../src/ably/c
 import {
   allows,
   type Capability,
+  grantedFor,
   instantiate,
   isClientIdText,
   jsonEscapedBytes,
   overlaps,
   probes,
+  rolesIn,
+  utf8Length,
 } from "../support/ably-reference";
 import { isModerator, moderatorEntries } from "../support/moderators-reference";
 import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
@@ -98,8 +101,8 @@ const resource = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom("*", "[*]*", "[queue]*", "[meta]*", "chat:*:x", "foo*") },
 );
 const operations = fc.uniqueArray(fc.constantFrom("*", ...OPERATIONS), { minLength: 1, maxLength: 3 });
-const capability = (res: fc.Arbitrary<string>) =>
-  fc.dictionary(res, operations, { minKeys: 1, maxKeys: 4 }).map((c) => c as Capability);
+const capability = (res: fc.Arbitrary<string>, maxKeys = 4) =>
+  fc.dictionary(res, operations, { minKeys: 1, maxKeys }).map((c) => c as Capability);
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -108,26 +111,37 @@ const isUserId = (text: string) => isClientIdText(text) && !text.includes(":");
 
 /**
  * The reference's rule for grants the worker must accept: `{clientId}` once, a whole segment, at
- * one index in all templates; every channel named literally told apart from every template by a
- * literal segment before the placeholder; no `{clientId}` in the key's capability.
+ * one index in all templates (of the base grant and every role's); every channel named literally
+ * told apart from every template by a literal segment before the placeholder; no `{clientId}` in
+ * the key's capability.
  */
-function plainlyAcceptable(grant: Capability, key: Capability = {}): boolean {
-  if (Object.keys(key).some((name) => name.includes("{clientId}"))) return false;
+function plainlyAcceptable(grants: readonly Capability[], key: Capability = {}): boolean {
+  if (mustRefuse(grants, key)) return false;
+  const names = grants.flatMap((grant) => Object.keys(grant));
   const indexes = new Set<number>();
   const heads: string[][] = [];
-  for (const name of Object.keys(grant)) {
+  for (const name of names) {
     const parts = name.split(":");
-    const at = parts.filter((p) => p.includes("{clientId}"));
-    if (at.length === 0) continue;
-    if (at.length > 1 || at[0] !== "{clientId}") return false;
+    if (!parts.includes("{clientId}")) continue;
     indexes.add(parts.indexOf("{clientId}"));
     heads.push(parts.slice(0, parts.indexOf("{clientId}")));
   }
-  const literals = Object.keys(grant).filter(
+  const literals = names.filter(
     (name) => !name.includes("{clientId}") && !name.startsWith("[") && !name.split(":").includes("*"),
   );
   const toldApart = (literal: string, head: string[]) => head.some((s, i) => s !== "*" && s !== literal.split(":")[i]);
   return indexes.size <= 1 && literals.every((literal) => heads.every((head) => toldApart(literal, head)));
+}
+
+/** What the documentation calls a configuration error outright: `{clientId}` in the key's capability, twice in a name, or inside a segment. */
+function mustRefuse(grants: readonly Capability[], key: Capability): boolean {
+  if (Object.keys(key).some((name) => name.includes("{clientId}"))) return true;
+  return grants
+    .flatMap((grant) => Object.keys(grant))
+    .some((name) => {
+      const within = name.split(":").filter((s) => s.includes("{clientId}"));
+      return within.length > 1 || (within.length === 1 && within[0] !== "{clientId}");
+    });
 }
 
 /** Whether the issued capability allows exactly what the reference says, on every probe channel. */
@@ -163,68 +177,159 @@ describe("own channels only", () => {
     );
   });
 
-  it("the signed capability is exactly request ∩ grant (for that clientId) ∩ the key's, on every channel", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        userId,
-        capability(resource),
-        fc.option(
-          capability(
+  /** A template with `{clientId}` as segment `at`, after literal or `*` segments: the form the worker accepts. */
+  const template = (at: number) =>
+    fc
+      .tuple(
+        fc.array(fc.oneof({ weight: 6, arbitrary: fc.constantFrom("chat", "dm", "private", "x") }, fc.constant("*")), {
+          minLength: at,
+          maxLength: at,
+        }),
+        fc.constantFrom("", ":*", ":x", ":x:*"),
+      )
+      .map(([head, tail]) => `${[...head, "{clientId}"].join(":")}${tail}`);
+  const plainResource = resource.filter((name) => !name.includes("{clientId}"));
+  /** Names beside templates: mostly ones no template captures, sometimes any (a captured literal is refused). */
+  const besideTemplates = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom("news:a", "news:*", "*", "[meta]*", "[meta]x", "[*]*", "chat:*:x") },
+    { weight: 1, arbitrary: plainResource },
+  );
+  /** Templates at segment `at` beside other names. */
+  const templated = (at: number) =>
+    capability(fc.oneof({ weight: 3, arbitrary: template(at) }, { weight: 1, arbitrary: besideTemplates }), 3).filter(
+      (grant) => Object.keys(grant).some((name) => name.includes("{clientId}")),
+    );
+  /** `__proto__` and `constructor` are roles like any other: only ROLE_CAPABILITIES's own entries count. */
+  const role = fc.constantFrom("mod", "Mod", "admin", "__proto__", "constructor");
+  /** The ROLES_CLAIM value: roles (some the user lacks in ROLE_CAPABILITIES), a single role, non-strings, or none. */
+  const rolesClaim = fc.option(
+    fc.oneof(fc.array(fc.oneof(role, fc.constant(7)), { maxLength: 3 }), role, fc.constant({ mod: true })),
+    { nil: undefined },
+  );
+  /**
+   * A base grant and ROLE_CAPABILITIES, mostly with every template at one segment index (accepted),
+   * sometimes anything; and a requested capability, mostly for names of the grant (the user's own
+   * channels once filled in), sometimes for any.
+   */
+  // At segment 0 a template captures most literal names (`{clientId}:*` fits `news:a`): rarer.
+  const grants = fc
+    .constantFrom(0, 1, 1, 2, 2)
+    .chain((at) =>
+      fc.record({
+        grant: fc.oneof({ weight: 5, arbitrary: templated(at) }, { weight: 1, arbitrary: capability(resource) }),
+        byRole: fc.uniqueArray(
+          fc.tuple(
+            role,
+            fc.oneof(
+              { weight: 4, arbitrary: templated(at) },
+              { weight: 3, arbitrary: capability(besideTemplates) },
+              { weight: 1, arbitrary: capability(resource) },
+            ),
+          ),
+          { maxLength: 2, selector: ([name]) => name },
+        ),
+      }),
+    )
+    .chain(({ grant, byRole }) => {
+      const named = [grant, ...byRole.map(([, c]) => c)].flatMap((c) => Object.keys(c));
+      const requested = fc.oneof(
+        { weight: 2, arbitrary: capability(fc.constantFrom(...named)) },
+        {
+          weight: 1,
+          arbitrary: capability(
             fc.oneof(
               resource,
               segment.map((s) => `private:${s}`),
             ),
           ),
-          { nil: undefined },
-        ),
-        fc.option(capability(resource), { nil: undefined }),
-        async (sub, grant, requested, key) => {
-          const env = {
-            ABLY_CAPABILITY: JSON.stringify(grant),
-            ABLY_KEY_CAPABILITY: key ? JSON.stringify(key) : undefined,
-          };
-          // The request may ask for the user's own channels by name.
-          const wanted = requested ? instantiate(requested, sub) : undefined;
-          const query = wanted ? `?capability=${encodeURIComponent(JSON.stringify(wanted))}` : "";
-          let res: Response;
-          try {
-            res = await getToken(await token({ key: keys.ec, claims: { sub } }), query, {}, env);
-          } catch (error) {
-            // Only a query no client can send (a lone surrogate cannot be percent-encoded).
-            expect((error as Error).name).toBe("URIError");
-            return;
-          }
-          if (res.status === 500) {
-            expect(plainlyAcceptable(grant, key)).toBe(false);
-            expect(await problemCode(res)).toBe("misconfigured");
-            return;
-          }
-          if (wanted && Object.keys(wanted).includes("")) {
-            // Ably has no resource named "": a malformed request, refused before the identity is looked at.
-            expect(res.status).toBe(400);
-            expect(await problemCode(res)).toBe("parameter-invalid");
-            return;
-          }
-          if (!isUserId(sub)) {
-            expect(res.status).toBe(401);
-            expect(await problemCode(res)).toBe("client-id-invalid");
-            return;
-          }
-          const mine = instantiate(grant, sub);
-          const expected = (ch: string, op: string) =>
-            (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
-          const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
-          if (res.status === 403) {
-            expect(await problemCode(res)).toBe("capability-empty");
-            expectExactly({}, expected, resources, ["f", sub]);
-            return;
-          }
-          expect(res.status).toBe(200);
-          const issued = await issuedCapability(res);
-          expect(issued.clientId).toBe(sub);
-          expectExactly(issued.capability, expected, [...resources, ...Object.keys(issued.capability)], ["f", sub]);
         },
-      ),
+      );
+      const held = fc
+        .tuple(fc.subarray(byRole.map(([name]) => name)), fc.array(fc.oneof(role, fc.constant(7)), { maxLength: 1 }))
+        .map(([mine, more]) => [...mine, ...more]);
+      return fc.record({
+        grant: fc.constant(grant),
+        byRole: fc.constant(byRole),
+        requested: fc.oneof({ weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: requested }),
+        roles: fc.oneof({ weight: 2, arbitrary: held }, { weight: 1, arbitrary: rolesClaim }),
+      });
+    });
+  /** The key's capability: unset or wide, a namespace, any (`{clientId}` there is refused). */
+  const keyCapability = fc.oneof(
+    { weight: 2, arbitrary: fc.constant(undefined) },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom<Capability>({ "*": ["*"] }, { "[*]*": ["*"] }, { "*": ["subscribe", "publish"] }),
+    },
+    { weight: 1, arbitrary: capability(fc.constantFrom("*", "[*]*", "private:*", "dm:*", "chat:*", "x:*")) },
+    { weight: 1, arbitrary: capability(plainResource) },
+    { weight: 1, arbitrary: capability(resource) },
+  );
+  /** User ids the worker accepts, `$` patterns and 256-byte ones included, most of the time; refused ones the rest. */
+  const ownUserId = fc.oneof({ weight: 3, arbitrary: userId.filter(isUserId) }, { weight: 1, arbitrary: userId });
+
+  // Outcomes per 1000 runs, measured over three runs: a token from a templated grant 43%, from a
+  // grant without a template 5%, 401 7%, 403 25%, 500 20%, 400 under 1% (before the generators
+  // were biased: 2%, 4%, 25%, 25%, 42%, under 1%). The longest token issued was 2.5 KB of Ably's 6000.
+  it("the signed capability is exactly request ∩ (grant ∪ the user's roles' capabilities, for that clientId) ∩ the key's, on every channel", async () => {
+    await fc.assert(
+      fc.asyncProperty(grants, ownUserId, keyCapability, async ({ grant, byRole, requested, roles }, sub, key) => {
+        const env = {
+          ABLY_CAPABILITY: JSON.stringify(grant),
+          ABLY_KEY_CAPABILITY: key ? JSON.stringify(key) : undefined,
+          ROLES_CLAIM: "roles",
+          // fromEntries makes `__proto__` an own key, which JSON.stringify writes like any other.
+          ROLE_CAPABILITIES: byRole.length > 0 ? JSON.stringify(Object.fromEntries(byRole)) : undefined,
+        };
+        // The request may ask for the user's own channels by name.
+        const wanted = requested ? instantiate(requested, sub) : undefined;
+        const query = wanted ? `?capability=${encodeURIComponent(JSON.stringify(wanted))}` : "";
+        let res: Response;
+        try {
+          res = await getToken(await token({ key: keys.ec, claims: { sub, roles } }), query, {}, env);
+        } catch (error) {
+          // Only a query no client can send (a lone surrogate cannot be percent-encoded).
+          expect((error as Error).name).toBe("URIError");
+          return;
+        }
+        const allGrants = [grant, ...byRole.map(([, c]) => c)];
+        if (mustRefuse(allGrants, key ?? {})) expect(res.status).toBe(500);
+        if (plainlyAcceptable(allGrants, key)) expect(res.status).not.toBe(500);
+        if (res.status === 500) {
+          expect(await problemCode(res)).toBe("misconfigured");
+          return;
+        }
+        // Sizes are checked before anything is parsed: the query in bytes, then the capability in UTF-8 bytes.
+        if (query.length > 16_384) {
+          expect(res.status).toBe(413);
+          expect(await problemCode(res)).toBe("request-too-large");
+          return;
+        }
+        if (wanted && (Object.keys(wanted).includes("") || utf8Length(JSON.stringify(wanted)) > 6000)) {
+          // Ably has no resource named "": a malformed request, refused before the identity is looked at.
+          expect(res.status).toBe(400);
+          expect(await problemCode(res)).toBe("parameter-invalid");
+          return;
+        }
+        if (!isUserId(sub)) {
+          expect(res.status).toBe(401);
+          expect(await problemCode(res)).toBe("client-id-invalid");
+          return;
+        }
+        const mine = grantedFor(grant, byRole, rolesIn(roles), sub);
+        const expected = (ch: string, op: string) =>
+          (wanted ? allows(wanted, ch, op) : true) && allows(mine, ch, op) && allows(key ?? { "*": ["*"] }, ch, op);
+        const resources = [...Object.keys(wanted ?? {}), ...Object.keys(mine), ...Object.keys(key ?? {})];
+        if (res.status === 403) {
+          expect(await problemCode(res)).toBe("capability-empty");
+          expectExactly({}, expected, resources, ["f", sub]);
+          return;
+        }
+        expect(res.status).toBe(200);
+        const issued = await issuedCapability(res);
+        expect(issued.clientId).toBe(sub);
+        expectExactly(issued.capability, expected, [...resources, ...Object.keys(issued.capability)], ["f", sub]);
+      }),
       { numRuns: RUNS },
     );
   });
@@ -314,7 +419,7 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
               .setExpirationTime("5m")
               .sign(new TextEncoder().encode(SECRETS[`SECRET_${i}`]));
             const res = await getToken(jwt, "", {}, env);
-            if (!configOk || !plainlyAcceptable(Object.fromEntries(grant.map((t) => [t, ["*"]])))) {
+            if (!configOk || !plainlyAcceptable([Object.fromEntries(grant.map((t) => [t, ["*"]]))])) {
               // A template set the reference does not vouch for may be refused; equal or bad prefixes must be.
               if (!configOk) expect(res.status).toBe(500);
               if (res.status === 500) return;
