@@ -363,35 +363,48 @@ describe("distinct people stay distinct, and nobody's grant reaches another's ch
     },
     { weight: 1, arbitrary: fc.array(cornerText, { maxLength: 3 }).map((p) => p.join("")) },
   );
-  const templates = fc.subarray(
-    [
-      "private:{clientId}",
-      "dm:{clientId}:*",
-      "inbox:{clientId}",
-      "*:{clientId}",
-      "{clientId}",
-      "{clientId}:*",
-      "org:acme:{clientId}",
-      "x:*:{clientId}:*",
-      "dm-{clientId}:*",
-      "{clientId}b:*",
-      "{clientId}:{clientId}",
-    ],
-    { minLength: 1, maxLength: 2 },
+  /** Mostly distinct prefixes (a configuration the worker accepts), sometimes equal ones (refused). */
+  const prefixes = fc.oneof(
+    { weight: 5, arbitrary: fc.uniqueArray(prefix, { minLength: 2, maxLength: 3 }) },
+    { weight: 1, arbitrary: fc.array(prefix, { minLength: 1, maxLength: 3 }) },
+  );
+  const sameIndex = ["private:{clientId}", "dm:{clientId}:*", "inbox:{clientId}", "*:{clientId}"];
+  /** Mostly templates at one segment index (accepted), sometimes ones at several or inside a segment (refused). */
+  const templates = fc.oneof(
+    { weight: 5, arbitrary: fc.subarray(sameIndex, { minLength: 1, maxLength: 2 }) },
+    {
+      weight: 1,
+      arbitrary: fc.subarray(
+        [
+          ...sameIndex,
+          "{clientId}",
+          "{clientId}:*",
+          "org:acme:{clientId}",
+          "x:*:{clientId}:*",
+          "dm-{clientId}:*",
+          "{clientId}b:*",
+          "{clientId}:{clientId}",
+        ],
+        { minLength: 1, maxLength: 2 },
+      ),
+    },
   );
   // Short ids and prefixes collide often, which is where the corners are.
   const subject = fc.oneof(
-    { weight: 4, arbitrary: fc.constantFrom("a", "b", "ab", "ba", "a:b") },
-    { weight: 2, arbitrary: tiny(["a", "b", ":"], 3) },
+    { weight: 5, arbitrary: fc.constantFrom("a", "b", "ab", "ba", "$'", "{clientId}") },
+    { weight: 1, arbitrary: fc.constantFrom("a:b", ":") },
+    { weight: 1, arbitrary: tiny(["a", "b", ":"], 3) },
     { weight: 1, arbitrary: userId },
   );
 
+  // Runs that issue tokens to two or more people of two or more providers, measured over three runs
+  // of 1000: 43% (before prefixes were drawn mostly distinct: 10%, most runs ending in a 500).
   it("two different (provider, user id) never share a clientId, nor a channel of their templated grants", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(prefix, { minLength: 1, maxLength: 3 }),
+        prefixes,
         templates,
-        fc.array(fc.tuple(fc.nat(2), subject), { minLength: 2, maxLength: 4 }),
+        fc.array(fc.tuple(fc.nat(2), subject), { minLength: 3, maxLength: 4 }),
         async (prefixes, grant, people) => {
           const providers = prefixes.map((p, i) => ({
             name: `p${i}`,
