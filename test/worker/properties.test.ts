@@ -26,6 +26,7 @@ import { isModerator, moderatorEntries } from "../support/moderators-reference";
 import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
 import {
   ALLOWED_ORIGIN,
+  AUDIENCE,
   call,
   getToken,
   keys,
@@ -615,55 +616,140 @@ describe("only the user's own browser session can spend their credentials", () =
 });
 
 describe("outages degrade as documented", () => {
-  it("no 5xx but the documented 503s (a dependency down) and 500 (misconfiguration), whatever the input", async () => {
+  /** A stand-in JWKS (test/support/identity-provider.ts): the kids it publishes, or undefined when it fails. */
+  const JWKS: Record<string, readonly string[] | undefined> = {
+    "https://idp.test/jwks": ["rsa-1", "ec-1"],
+    "https://other-idp.test/jwks": ["rsa-1"], // another key under our RSA kid
+    "https://empty.test/jwks": [],
+    "https://down.test/jwks": undefined, // 500
+    "https://html.test/jwks": undefined, // HTML at 200
+    "https://badjson.test/jwks": undefined,
+    "https://redirect.test/jwks": undefined, // a 302, never followed
+  };
+  /** Where OIDC discovery at an issuer leads, or undefined when it fails (500, HTML, another issuer named). */
+  const DISCOVERY: Record<string, string | undefined> = {
+    "https://idp.test/": "https://idp.test/jwks",
+    "https://down.test/": undefined,
+    "https://html.test/": undefined,
+    "https://liar.test/": undefined,
+  };
+  type Kind =
+    "valid" | "garbage" | "none" | "hs256" | "other-issuer" | "forged" | "expired" | "not-yet-valid" | "banned-role";
+  interface Case {
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    kvDown: boolean;
+    failOpen: boolean;
+    kind: Kind;
+  }
+
+  /**
+   * The documented order: the token's shape, issuer and algorithm are checked without keys; then
+   * the keys are needed (a provider that cannot give them is 503 whatever else is wrong with the
+   * token); then the signature, then exp and nbf; then a banned role, which needs no ban list; then
+   * the ban list (503 when it cannot be read, unless BAN_LIST_FAIL_OPEN).
+   */
+  function expectedOutcome(c: Case): [number, string] {
+    if (c.kind === "garbage") return [401, "identity-token-malformed"];
+    if (c.kind === "other-issuer") return [401, "identity-token-issuer-mismatch"];
+    if (c.kind === "none" || c.kind === "hs256") return [401, "identity-token-algorithm-not-allowed"];
+    const url = c.jwksUrl ?? DISCOVERY[c.issuer ?? "https://idp.test/"];
+    const kids = url === undefined ? undefined : JWKS[url];
+    if (kids === undefined) return [503, "identity-provider-unavailable"];
+    // The forged token has our RSA kid; every other one our EC key's.
+    if (!kids.includes(c.kind === "forged" ? "rsa-1" : "ec-1")) return [401, "identity-token-key-unknown"];
+    if (c.kind === "forged" || url !== "https://idp.test/jwks") return [401, "identity-token-signature-invalid"];
+    if (c.kind === "expired") return [401, "identity-token-expired"];
+    if (c.kind === "not-yet-valid") return [401, "identity-token-not-yet-valid"];
+    if (c.kind === "banned-role") return [403, "user-banned"];
+    if (c.kvDown && !c.failOpen) return [503, "ban-list-unavailable"];
+    return [200, "issued"];
+  }
+
+  const b64 = (value: object) => btoa(JSON.stringify(value)).split("=")[0]!.split("+").join("-").split("/").join("_");
+  async function tokenOf(kind: Kind, iss: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss, aud: AUDIENCE, sub: "outage-user", iat: now, exp: now + 600 };
+    switch (kind) {
+      case "garbage":
+        return "a.b.c";
+      case "none":
+        return `${b64({ alg: "none" })}.${b64(claims)}.`;
+      case "hs256":
+        return new SignJWT(claims)
+          .setProtectedHeader({ alg: "HS256" })
+          .sign(new TextEncoder().encode("made-up-secret-made-up-secret-made-up"));
+      case "forged":
+        return token({ key: keys.attacker, claims: { iss, sub: "outage-user" } });
+    }
+    const extra = {
+      "other-issuer": { iss: "https://other-idp.test/" },
+      expired: { exp: now - 3600 },
+      "not-yet-valid": { nbf: now + 3600 },
+      "banned-role": { roles: ["banned"] },
+      valid: {},
+    }[kind];
+    return token({ key: keys.ec, claims: { ...claims, ...extra } });
+  }
+
+  // Each host either always answers or always fails, and discovery at idp.test always leads to its
+  // keys, so what an isolate remembers (keys, failed asks, the cache) never changes an outcome.
+  it("a dependency down is a 503 naming it exactly when the request needs it; anything else is what it would be without the outage", async () => {
     const down = { get: () => Promise.reject(new Error("KV down")), put: () => Promise.reject(new Error("KV down")) };
-    const jwks = fc.constantFrom(
-      undefined,
-      "https://down.test/jwks",
-      "https://html.test/jwks",
-      "https://badjson.test/jwks",
-      "https://empty.test/jwks",
-      "https://redirect.test/jwks",
-    );
-    const issuer = fc.constantFrom(undefined, "https://down.test/", "https://liar.test/", "https://html.test/");
-    const input = fc.constantFrom("valid", "garbage", "expired", "other-issuer", "banned-role");
+    const outcomes: Record<string, number> = {};
     await fc.assert(
       fc.asyncProperty(
-        jwks,
-        issuer,
-        fc.boolean(),
-        fc.boolean(),
-        input,
-        async (jwksUrl, iss, kvDown, failOpen, kind) => {
+        fc.record<Case>({
+          // Our keys half the time, so that the ban list is reached often.
+          jwksUrl: fc.oneof(
+            { weight: 3, arbitrary: fc.constant("https://idp.test/jwks") },
+            { weight: 1, arbitrary: fc.constant(undefined) },
+            { weight: 3, arbitrary: fc.constantFrom(...Object.keys(JWKS)) },
+          ),
+          issuer: fc.constantFrom(undefined, ...Object.keys(DISCOVERY)),
+          kvDown: fc.boolean(),
+          failOpen: fc.constantFrom(false, false, false, true),
+          kind: fc.constantFrom<Kind>(
+            "valid",
+            "valid",
+            "valid",
+            "valid",
+            "garbage",
+            "none",
+            "hs256",
+            "other-issuer",
+            "forged",
+            "expired",
+            "not-yet-valid",
+            "banned-role",
+          ),
+        }),
+        async (c) => {
           const env = {
-            JWKS_URL: jwksUrl,
-            ...(iss ? { JWT_ISSUER: iss } : {}),
-            ...(kvDown ? { BANS: down } : {}),
-            BAN_LIST_FAIL_OPEN: failOpen ? "true" : undefined,
+            JWKS_URL: c.jwksUrl,
+            ...(c.issuer ? { JWT_ISSUER: c.issuer } : {}),
+            ...(c.kvDown ? { BANS: down } : {}),
+            BAN_LIST_FAIL_OPEN: c.failOpen ? "true" : undefined,
             ROLES_CLAIM: "roles",
           };
-          const claims = {
-            iss: iss ?? undefined,
-            ...(kind === "expired" ? { exp: 1 } : {}),
-            ...(kind === "other-issuer" ? { iss: "https://other-idp.test/" } : {}),
-            ...(kind === "banned-role" ? { roles: ["banned"] } : {}),
-          };
-          const jwt =
-            kind === "garbage"
-              ? "a.b.c"
-              : await token({
-                  key: keys.ec,
-                  claims: Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined)),
-                });
-          const res = await getToken(jwt, "", {}, env);
-          if (res.status < 500) return;
-          expect(res.status).toBe(503);
-          expect(["identity-provider-unavailable", "ban-list-unavailable"]).toContain(await problemCode(res));
-          expect(res.headers.get("retry-after")).toBe("10");
+          const res = await getToken(await tokenOf(c.kind, c.issuer ?? (testEnv.JWT_ISSUER as string)), "", {}, env);
+          const [status, code] = expectedOutcome(c);
+          outcomes[code] = (outcomes[code] ?? 0) + 1;
+          expect(res.status, JSON.stringify(c)).toBe(status);
+          if (status === 200) {
+            expect((await issuedCapability(res)).clientId).toBe("outage-user");
+            return;
+          }
+          expect(await problemCode(res)).toBe(code);
+          expect(res.headers.get("retry-after")).toBe(status === 503 ? "10" : null);
         },
       ),
       { numRuns: RUNS },
     );
+    // Each outcome the model knows is reached, the two outages' in a good share of runs.
+    expect(Object.keys(outcomes)).toHaveLength(11);
+    expect(outcomes["identity-provider-unavailable"]!).toBeGreaterThan(RUNS / 10);
+    expect(outcomes["ban-list-unavailable"]!).toBeGreaterThan(RUNS / 100);
   });
 });
 
