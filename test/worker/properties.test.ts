@@ -22,6 +22,7 @@ import {
   rolesIn,
   utf8Length,
 } from "../support/ably-reference";
+import { ambientOutcome } from "../support/ambient-reference";
 import { isModerator, moderatorEntries } from "../support/moderators-reference";
 import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
 import {
@@ -29,6 +30,7 @@ import {
   AUDIENCE,
   call,
   getToken,
+  ISSUER,
   keys,
   problemCode,
   problemOf,
@@ -570,10 +572,27 @@ describe("a ban holds for every id the endpoint can issue to", () => {
 });
 
 describe("only the user's own browser session can spend their credentials", () => {
-  const withCookie = { IDENTITY_COOKIE: "id_token" };
-  it("a cookie token is honoured only with an allowed or same origin, and only when unambiguous", async () => {
-    const victim = await token({ key: keys.ec, claims: { sub: "cookie-victim" } });
-    const other = await token({ key: keys.ec, claims: { sub: "cookie-other" } });
+  const HEADER = "Cf-Access-Jwt-Assertion";
+  const withHeader = {
+    JWT_ISSUER: undefined,
+    JWT_AUDIENCE: undefined,
+    IDENTITY_PROVIDERS: JSON.stringify([{ issuer: ISSUER, audience: AUDIENCE, tokenHeader: HEADER }]),
+  };
+  /** IDENTITY_COOKIE, a provider's tokenHeader, or both. */
+  const CONFIGS = {
+    cookie: { env: { IDENTITY_COOKIE: "id_token" }, cookieName: "id_token" },
+    header: { env: withHeader, headerName: HEADER },
+    both: { env: { ...withHeader, IDENTITY_COOKIE: "id_token" }, cookieName: "id_token", headerName: HEADER },
+  };
+
+  it("a cookie or token-header credential is honoured only on a script's request from an allowed or the same origin, a cookie only when sent once; a Bearer token needs only an allowed origin", async () => {
+    const value = {
+      victim: await token({ key: keys.ec, claims: { sub: "cookie-victim" } }),
+      other: await token({ key: keys.ec, claims: { sub: "cookie-other" } }),
+      garbage: "not-a-jwt",
+      empty: "",
+    };
+    const credential = fc.constantFrom<keyof typeof value>("victim", "other", "garbage", "empty");
     const origin = fc.constantFrom(
       undefined,
       ALLOWED_ORIGIN,
@@ -584,32 +603,55 @@ describe("only the user's own browser session can spend their credentials", () =
     );
     const site = fc.constantFrom(undefined, "same-origin", "same-site", "cross-site", "none");
     const mode = fc.constantFrom(undefined, "cors", "same-origin", "no-cors", "navigate");
-    const cookie = fc.array(
-      fc.tuple(
-        fc.constantFrom("id_token", "x_id_token", "id_token2", "ID_TOKEN"),
-        fc.constantFrom("victim", "other", "garbage"),
-      ),
-      { maxLength: 3 },
+    const cookies = fc.array(fc.tuple(fc.constantFrom("id_token", "x_id_token", "id_token2", "ID_TOKEN"), credential), {
+      maxLength: 3,
+    });
+    const header = fc.option(fc.tuple(fc.constantFrom(HEADER, HEADER.toLowerCase(), "X-Id-Token"), credential), {
+      nil: undefined,
+    });
+    const bearer = fc.oneof(
+      { weight: 3, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.constantFrom<keyof typeof value>("victim", "other", "garbage") },
     );
     await fc.assert(
-      fc.asyncProperty(origin, site, mode, cookie, async (o, s, m, cookies) => {
-        const value = { victim, other, garbage: "not-a-jwt" } as const;
-        const headers: Record<string, string> = {};
-        if (o !== undefined) headers.Origin = o;
-        if (s !== undefined) headers["Sec-Fetch-Site"] = s;
-        if (m !== undefined) headers["Sec-Fetch-Mode"] = m;
-        if (cookies.length > 0) headers.Cookie = cookies.map(([n, v]) => `${n}=${value[v]}`).join("; ");
-        const res = await call("/auth", { headers }, withCookie);
-        const mine = cookies.filter(([n]) => n === "id_token");
-        // A script's request (no <img>, no navigation) from the worker's own page or an allowed one.
-        const byScript = m === undefined || m === "cors" || m === "same-origin";
-        const originOk =
-          byScript && (o === undefined ? s === "same-origin" : o === ALLOWED_ORIGIN || o === "https://auth.test");
-        const issuable = originOk && mine.length === 1 && mine[0]![1] !== "garbage";
-        expect(res.status === 200, JSON.stringify(headers)).toBe(issuable);
-        if (issuable) expect((await issuedCapability(res)).clientId).toBe(`cookie-${mine[0]![1]}`);
-        else expect(res.status).toBeLessThan(500);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom<keyof typeof CONFIGS>("cookie", "header", "both"),
+        origin,
+        site,
+        mode,
+        cookies,
+        header,
+        bearer,
+        async (config, o, s, m, sentCookies, sentHeader, sentBearer) => {
+          const headers: Record<string, string> = {};
+          if (o !== undefined) headers.Origin = o;
+          if (s !== undefined) headers["Sec-Fetch-Site"] = s;
+          if (m !== undefined) headers["Sec-Fetch-Mode"] = m;
+          if (sentCookies.length > 0) headers.Cookie = sentCookies.map(([n, v]) => `${n}=${value[v]}`).join("; ");
+          if (sentHeader) headers[sentHeader[0]] = value[sentHeader[1]];
+          if (sentBearer) headers.Authorization = `Bearer ${value[sentBearer]}`;
+          const res = await call("/auth", { headers }, CONFIGS[config].env);
+          const outcome = ambientOutcome(
+            {
+              origin: o,
+              site: s,
+              mode: m,
+              bearer: sentBearer && value[sentBearer],
+              headers: sentHeader ? [[sentHeader[0], value[sentHeader[1]]]] : [],
+              cookies: sentCookies.map(([n, v]) => [n, value[v]] as const),
+            },
+            { ownOrigin: "https://auth.test", allowedOrigins: [ALLOWED_ORIGIN], ...CONFIGS[config] },
+          );
+          const [status, code] =
+            "code" in outcome
+              ? [outcome.status, outcome.code]
+              : outcome.token === value.garbage
+                ? [401, "identity-token-malformed"]
+                : [200, outcome.token === value.victim ? "cookie-victim" : "cookie-other"];
+          expect(res.status, JSON.stringify(headers)).toBe(status);
+          expect(res.status === 200 ? (await issuedCapability(res)).clientId : await problemCode(res)).toBe(code);
+        },
+      ),
       { numRuns: RUNS },
     );
   });
