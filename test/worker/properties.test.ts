@@ -6,7 +6,7 @@
  * faults are example tests elsewhere.
  */
 import fc from "fast-check";
-import { SignJWT } from "jose";
+import { base64url, SignJWT } from "jose";
 import { describe, expect, it, vi } from "vitest";
 import { instantiate as srcInstantiate, parseCapability } from "../../src/ably/capability";
 
@@ -160,6 +160,11 @@ function expectExactly(
       expect(allows(signed, channel, op), `${op} on ${JSON.stringify(channel)}`).toBe(expected(channel, op));
     }
   }
+}
+
+/** An unsecured JWT (RFC 7519 section 6, `alg: none`): what no verifier may accept. */
+function unsecured(claims: object): string {
+  return `${base64url.encode(JSON.stringify({ alg: "none" }))}.${base64url.encode(JSON.stringify(claims))}.`;
 }
 
 async function issuedCapability(res: Response): Promise<{ clientId: string; capability: Capability }> {
@@ -708,7 +713,6 @@ describe("outages degrade as documented", () => {
     return [200, "issued"];
   }
 
-  const b64 = (value: object) => btoa(JSON.stringify(value)).split("=")[0]!.split("+").join("-").split("/").join("_");
   async function tokenOf(kind: Kind, iss: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
     const claims = { iss, aud: AUDIENCE, sub: "outage-user", iat: now, exp: now + 600 };
@@ -716,7 +720,7 @@ describe("outages degrade as documented", () => {
       case "garbage":
         return "a.b.c";
       case "none":
-        return `${b64({ alg: "none" })}.${b64(claims)}.`;
+        return unsecured(claims);
       case "hs256":
         return new SignJWT(claims)
           .setProtectedHeader({ alg: "HS256" })
@@ -888,7 +892,65 @@ describe("only a listed moderator, proven by Access or holding ADMIN_TOKEN, can 
           return change === "upper" ? base.toUpperCase() : change === "lower" ? base.toLowerCase() : `${base}${change}`;
         }),
     );
-  const caller = fc.constantFrom("access", "token", "wrong-token", "none");
+  const caller = fc.constantFrom("access", "access", "token", "wrong-token", "none");
+  const now = Math.floor(Date.now() / 1000);
+  /**
+   * Access tokens that must not prove anyone, each with the refusal moderator.ts documents: checked
+   * as an identity token (issuer, RS256 against the team's certs, AUD tag, exp, nbf, iat, `type:
+   * app`), then its email, which must be a string on MODERATORS.
+   */
+  const ACCESS_FAULTS: readonly {
+    fault: string;
+    claims?: Record<string, unknown>;
+    signing?: Parameters<typeof accessToken>[1];
+    status: number;
+    code: string;
+  }[] = [
+    { fault: "garbage", status: 401, code: "identity-token-malformed" },
+    { fault: "alg none", status: 401, code: "identity-token-algorithm-not-allowed" },
+    { fault: "HS256", signing: { alg: "HS256" }, status: 401, code: "identity-token-algorithm-not-allowed" },
+    {
+      fault: "another team",
+      claims: { iss: "https://otherteam.cloudflareaccess.com" },
+      status: 401,
+      code: "identity-token-issuer-mismatch",
+    },
+    { fault: "another key", signing: { key: "other" }, status: 401, code: "identity-token-signature-invalid" },
+    {
+      fault: "another application",
+      claims: { aud: ["0".repeat(64)] },
+      status: 401,
+      code: "identity-token-audience-mismatch",
+    },
+    { fault: "expired", claims: { exp: now - 3600 }, status: 401, code: "identity-token-expired" },
+    { fault: "not yet valid", claims: { nbf: now + 3600 }, status: 401, code: "identity-token-not-yet-valid" },
+    {
+      fault: "issued in the future",
+      claims: { iat: now + 3600 },
+      status: 401,
+      code: "identity-token-issued-in-future",
+    },
+    { fault: "global session token", claims: { type: "org" }, status: 401, code: "identity-token-claim-invalid" },
+    { fault: "no type", claims: { type: undefined }, status: 401, code: "identity-token-claim-missing" },
+    { fault: "no email", claims: { email: undefined }, status: 403, code: "moderator-not-allowed" },
+    {
+      fault: "email not a string",
+      claims: { email: ["alice@example.com"] },
+      status: 403,
+      code: "moderator-not-allowed",
+    },
+  ];
+  /** The Access token's fault, if any: one in three Access callers'. */
+  const accessFault = fc.oneof(
+    { weight: 2, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary: fc.constantFrom(...ACCESS_FAULTS) },
+  );
+  async function accessTokenWith(email: string, fault: (typeof ACCESS_FAULTS)[number] | undefined): Promise<string> {
+    if (fault?.fault === "garbage") return "a.b.c";
+    if (fault?.fault === "alg none")
+      return unsecured({ iss: ACCESS_TEAM, aud: [ACCESS_AUD], type: "app", email, exp: now + 600 });
+    return accessToken({ email, ...fault?.claims }, fault?.signing);
+  }
   let n = 0;
 
   it("PUT and DELETE succeed exactly for the reference's moderators, and the ban records the verified email", async () => {
@@ -897,15 +959,22 @@ describe("only a listed moderator, proven by Access or holding ADMIN_TOKEN, can 
         fc
           .array(entry, { maxLength: 4 })
           .chain((entries) =>
-            fc.tuple(fc.constant(entries), fc.constantFrom(",", ", ", " ,"), emailFor(entries), caller, fc.boolean()),
+            fc.tuple(
+              fc.constant(entries),
+              fc.constantFrom(",", ", ", " ,"),
+              emailFor(entries),
+              caller,
+              accessFault,
+              fc.boolean(),
+            ),
           ),
-        async ([entries, separator, email, who, unban]) => {
+        async ([entries, separator, email, who, fault, unban]) => {
           const moderators = entries.join(separator);
           const env = { ACCESS_TEAM_DOMAIN: ACCESS_TEAM, ACCESS_AUD, MODERATORS: moderators, ADMIN_TOKEN };
           const clientId = `moderated-${n++}`;
           if (unban) await testEnv.BANS.put(clientId, "");
           const headers: Record<string, string> = { "Content-Type": "application/json" };
-          if (who === "access") headers["Cf-Access-Jwt-Assertion"] = await accessToken({ email });
+          if (who === "access") headers["Cf-Access-Jwt-Assertion"] = await accessTokenWith(email, fault);
           if (who === "token") headers.Authorization = `Bearer ${ADMIN_TOKEN}`;
           if (who === "wrong-token") headers.Authorization = `Bearer ${ADMIN_TOKEN}x`;
           const res = await call(
@@ -919,8 +988,15 @@ describe("only a listed moderator, proven by Access or holding ADMIN_TOKEN, can 
             expect(await problemCode(res)).toBe("misconfigured");
             return;
           }
-          const allowed = who === "token" || (who === "access" && isModerator(email, valid));
           const stored = await testEnv.BANS.get(clientId);
+          if (who === "access" && fault) {
+            // A bad Access token never bans nor unbans, whoever its email names.
+            expect(res.status, fault.fault).toBe(fault.status);
+            expect(await problemCode(res)).toBe(fault.code);
+            expect(stored).toBe(unban ? "" : null);
+            return;
+          }
+          const allowed = who === "token" || (who === "access" && isModerator(email, valid));
           if (!allowed) {
             expect(res.status).toBe(who === "access" ? 403 : 401);
             expect(await problemCode(res)).toBe(who === "access" ? "moderator-not-allowed" : "admin-unauthorized");
