@@ -9,8 +9,9 @@
  * when sent (Cloudflare Access adds its own), else the IDENTITY_COOKIE cookie, refused when sent
  * twice (a planted cookie). They count only on a script's request (`Sec-Fetch-Mode` absent, `cors`
  * or `same-origin`) that shows an `Origin` or `Sec-Fetch-Site: same-origin`: never on an `<img>`, a
- * navigation, or a request no page's script made.
+ * navigation, or a request no page's script made. Header names are compared without case.
  */
+import { folded } from "./moderators-reference.ts";
 
 export interface AmbientRequest {
   readonly origin?: string;
@@ -36,16 +37,6 @@ export interface AmbientConfig {
 
 /** The token the endpoint goes on to verify, or the refusal it answers with. */
 export type AmbientOutcome = { readonly token: string } | { readonly status: number; readonly code: string };
-
-/** A to Z as a to z: header names are compared without case. */
-function folded(text: string): string {
-  let out = "";
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    out += unit >= 65 && unit <= 90 ? String.fromCharCode(unit + 32) : text[i];
-  }
-  return out;
-}
 
 export function ambientOutcome(request: AmbientRequest, config: AmbientConfig): AmbientOutcome {
   const { origin, site, mode } = request;
