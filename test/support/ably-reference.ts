@@ -191,3 +191,40 @@ export function isClientIdText(text: string): boolean {
   }
   return true;
 }
+
+/** Everything any of `capabilities` allows: each resource's operations gathered from all of them. */
+export function unionOf(capabilities: readonly Capability[]): Capability {
+  const out: Record<string, string[]> = {};
+  for (const capability of capabilities) {
+    for (const resource of Object.keys(capability)) {
+      const ops = out[resource] ?? [];
+      for (const op of capability[resource]!) if (!ops.includes(op)) ops.push(op);
+      out[resource] = ops;
+    }
+  }
+  return out;
+}
+
+/** The roles a claim value holds, as the README describes ROLES_CLAIM: one string, or an array's strings. */
+export function rolesIn(claim: unknown): string[] {
+  if (typeof claim === "string") return [claim];
+  if (!Array.isArray(claim)) return [];
+  const roles: string[] = [];
+  for (const role of claim) if (typeof role === "string") roles.push(role);
+  return roles;
+}
+
+/**
+ * What a user is granted before a request narrows it: the base capability united with the
+ * capability of every role they hold that ROLE_CAPABILITIES lists (`byRole` as its entries, so no
+ * object's prototype can stand for a role), `{clientId}` then filled in.
+ */
+export function grantedFor(
+  base: Capability,
+  byRole: readonly (readonly [string, Capability])[],
+  roles: readonly string[],
+  clientId: string,
+): Capability {
+  const held = byRole.filter(([role]) => roles.includes(role)).map(([, capability]) => capability);
+  return instantiate(unionOf([base, ...held]), clientId);
+}

@@ -55,7 +55,7 @@ function ats(text: string): number {
 }
 
 /** A to Z as a to z; every other character as it is. */
-function folded(text: string): string {
+export function folded(text: string): string {
   let out = "";
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
