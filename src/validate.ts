@@ -31,9 +31,19 @@ export function isSecureOrigin(origin: string): boolean {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** `text` as UTF-8 bytes. */
 export const utf8 = (text: string): Uint8Array => encoder.encode(text);
+
+/** UTF-8 `bytes` as text, a malformed sequence as U+FFFD. */
+export const fromUtf8 = (bytes: ArrayBuffer): string => decoder.decode(bytes);
+
+/** A lone surrogate: with the u flag a well-formed pair is one code point and does not match. */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
+/** Whether `text` is well-formed Unicode: no lone surrogate, which UTF-8 (KV, JSON, headers) cannot carry. */
+export const isWellFormed = (text: string): boolean => !LONE_SURROGATE.test(text);
 
 /** The size of `text` as stored in a JSON record: UTF-8 bytes, JSON-escaped (`"` is two, a control character six). */
 export function storedBytes(text: string): number {

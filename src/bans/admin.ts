@@ -25,7 +25,7 @@ import { ADMIN_LIST_PAGE_SIZE, MAX_BAN_REASON_BYTES, MAX_BAN_TTL_SECONDS, MAX_BA
 import { type AppEnv, allowMethods } from "../request/context";
 import { Problem } from "../errors";
 import { mediaType } from "../request/request-headers";
-import { isPlainObject, storedBytes } from "../validate";
+import { isPlainObject, isWellFormed, storedBytes } from "../validate";
 
 export const admin = new Hono<AppEnv>();
 
@@ -184,11 +184,18 @@ function parseBanRequest(
   const { reason, ttlSeconds, bannedBy, ...unknown } = value;
   const extra = Object.keys(unknown);
   if (extra.length > 0) throw invalid(`Unknown fields: ${extra.join(", ")}; use reason, ttlSeconds, bannedBy.`);
-  if (reason !== undefined && (typeof reason !== "string" || storedBytes(reason) > MAX_BAN_REASON_BYTES)) {
-    throw invalid(`reason must be a string of at most ${MAX_BAN_REASON_BYTES} bytes as stored (JSON-escaped UTF-8).`);
+  // Well-formed (no lone surrogate, which no UTF-8 can carry to the user), its size counted as stored.
+  const fits = (text: unknown, bytes: number) =>
+    typeof text === "string" && isWellFormed(text) && storedBytes(text) <= bytes;
+  if (reason !== undefined && !fits(reason, MAX_BAN_REASON_BYTES)) {
+    throw invalid(
+      `reason must be well-formed text of at most ${MAX_BAN_REASON_BYTES} bytes as stored (JSON-escaped UTF-8).`,
+    );
   }
-  if (bannedBy !== undefined && (typeof bannedBy !== "string" || storedBytes(bannedBy) > MAX_BANNED_BY_BYTES)) {
-    throw invalid(`bannedBy must be a string of at most ${MAX_BANNED_BY_BYTES} bytes as stored (JSON-escaped UTF-8).`);
+  if (bannedBy !== undefined && !fits(bannedBy, MAX_BANNED_BY_BYTES)) {
+    throw invalid(
+      `bannedBy must be well-formed text of at most ${MAX_BANNED_BY_BYTES} bytes as stored (JSON-escaped UTF-8).`,
+    );
   }
   const ttlOk =
     typeof ttlSeconds === "number" &&

@@ -10,7 +10,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Config } from "../config";
-import { type BanRecord, banListCall, type ListedBan, listed } from "./bans";
+import { type BanPage, type BanRecord, banListCall, listed } from "./bans";
 import { UNBAN_MEMORY_MS } from "../constants";
 import { Problem } from "../errors";
 
@@ -105,7 +105,7 @@ export async function newestBans(
   cursor: string | undefined,
   limit: number,
   now = new Date(),
-): Promise<{ bans: ListedBan[]; cursor: string | null }> {
+): Promise<BanPage> {
   const match = cursor === undefined ? ["", String(Number.MAX_SAFE_INTEGER), ""] : /^(\d{1,16}):(.+)$/s.exec(cursor);
   if (!match) throw new Problem("request-invalid", "Unknown cursor.");
   const after = { bannedAt: Number(match[1]), clientId: match[2]! };

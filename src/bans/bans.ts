@@ -72,12 +72,28 @@ export async function banFor(
 
 /** What a stored ban value means at `now`. */
 function parseBan(value: string, now: Date): Ban | null {
-  const record = parseRecord(value);
-  const end = record.until === undefined ? undefined : new Date(record.until);
+  return banIn(parseRecord(value), now);
+}
+
+/**
+ * An ISO 8601 date and time with its zone, as the admin API writes `until`. Only this ends a ban:
+ * `Date` also reads "5" or "0" (as years), which would lift a ban nobody meant to lift.
+ */
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** What a ban record means at `now`. */
+function banIn(record: BanRecord, now: Date): Ban | null {
+  const end = record.until !== undefined && ISO_INSTANT.test(record.until) ? new Date(record.until) : undefined;
   // An `until` that is present but unreadable bans indefinitely rather than not at all.
   const readableEnd = end && !Number.isNaN(end.getTime()) ? end : undefined;
   if (readableEnd && readableEnd <= now) return null;
-  return { reason: record.reason?.slice(0, MAX_BAN_REASON_CHARS), until: readableEnd };
+  return { reason: shown(record.reason), until: readableEnd };
+}
+
+/** The part of a reason the user is shown: at most MAX_BAN_REASON_CHARS, never half of a surrogate pair. */
+function shown(reason: string | undefined): string | undefined {
+  const cut = reason?.slice(0, MAX_BAN_REASON_CHARS);
+  return cut !== undefined && /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
 }
 
 /** The first of `roles` that matches the banned-role pattern, or undefined. */
@@ -114,8 +130,11 @@ export async function deleteBan(bans: KVNamespace, clientId: string): Promise<vo
 /** A ban as the admin API shows it: its record, and whether it bans at the time of asking. */
 export type ListedBan = BanRecord & { readonly clientId: string; readonly active: boolean };
 
+/** One page of a listing, and the cursor of the next (null on the last). */
+export type BanPage = { bans: ListedBan[]; cursor: string | null };
+
 export function listed(clientId: string, record: BanRecord, now: Date): ListedBan {
-  return { clientId, ...record, active: parseBan(JSON.stringify(record), now) !== null };
+  return { clientId, ...record, active: banIn(record, now) !== null };
 }
 
 /**
@@ -128,7 +147,7 @@ export async function listBans(
   cursor: string | undefined,
   limit: number,
   now = new Date(),
-): Promise<{ bans: ListedBan[]; cursor: string | null }> {
+): Promise<BanPage> {
   const page = await banListCall(() => bans.list({ cursor, limit }));
   const records = await Promise.all(page.keys.map((key) => readBan(bans, key.name)));
   return {

@@ -9,17 +9,15 @@
  * channels of a user `alice:bob`, because no such user can exist.
  */
 import { MAX_CLIENT_ID_BYTES } from "../constants";
-import { utf8 } from "../validate";
+import { isWellFormed, utf8 } from "../validate";
 
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const FORBIDDEN = /[*[\]\u0000-\u001f\u007f-\u009f]/;
-/** A lone surrogate: with the u flag a well-formed pair is one code point and does not match. */
-const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** Why `value` cannot be a clientId, or undefined when it can. */
 export function clientIdFault(value: unknown): string | undefined {
   if (typeof value !== "string" || value === "") return "is not a non-empty string";
-  if (LONE_SURROGATE.test(value)) return "is not well-formed Unicode (a lone surrogate)";
+  if (!isWellFormed(value)) return "is not well-formed Unicode (a lone surrogate)";
   if (utf8(value).length > MAX_CLIENT_ID_BYTES) {
     return `is longer than ${MAX_CLIENT_ID_BYTES} bytes`;
   }

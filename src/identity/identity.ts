@@ -49,14 +49,19 @@ export function identityToken(c: Context, cookieName: string | undefined, header
       "An identity token sent by cookie or by the browser is accepted only from this origin or ALLOWED_ORIGINS, and this request shows no Origin.",
     );
   }
+  const token = header === undefined ? raw : tokenOfBearer(header);
   // Characters, which for a JWT (ASCII) are its bytes; anything else fails to decode a step on.
-  if (raw.length > MAX_IDENTITY_TOKEN_BYTES) {
+  if (token.length > MAX_IDENTITY_TOKEN_BYTES) {
     throw new Problem(
       "identity-token-too-large",
       `The identity token is longer than ${MAX_IDENTITY_TOKEN_BYTES} bytes.`,
     );
   }
-  if (header === undefined) return raw;
+  return token;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or the problem with it. */
+function tokenOfBearer(header: string): string {
   if (!/^Bearer(\s|$)/i.test(header)) {
     throw new Problem("identity-token-missing", "The Authorization header must use the Bearer scheme.");
   }

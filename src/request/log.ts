@@ -27,6 +27,7 @@ export function accessLog(): MiddlewareHandler<{ Variables: Partial<LogFields> &
     await next();
     // Cloudflare's location for this request: the data centre (IATA code) and the caller's country.
     const cf = c.req.raw.cf as { colo?: string; country?: string } | undefined;
+    const moderator = c.get("moderator");
     console.log({
       requestId: c.get("requestId"),
       method: c.req.method,
@@ -37,7 +38,7 @@ export function accessLog(): MiddlewareHandler<{ Variables: Partial<LogFields> &
       provider: c.get("provider"),
       issuer: c.get("issuer"),
       // Who made an admin call: the moderator's verified email, or `token` for ADMIN_TOKEN.
-      moderator: c.get("moderator")?.email ?? c.get("moderator")?.via,
+      moderator: moderator?.email ?? moderator?.via,
       colo: cf?.colo,
       country: cf?.country,
       // Wall time, which in a Worker advances only while waiting on I/O (JWKS, KV, Ably).

@@ -9,7 +9,7 @@ import { type Capability, CapabilityError, parseCapability } from "../ably/capab
 import { MAX_BODY_BYTES, MAX_CAPABILITY_BYTES, MAX_QUERY_BYTES } from "../constants";
 import { Problem } from "../errors";
 import { mediaType } from "./request-headers";
-import { utf8 } from "../validate";
+import { fromUtf8, utf8 } from "../validate";
 
 export interface TokenParams {
   /** Requested lifetime, in milliseconds, as Ably's TokenParams.ttl. */
@@ -58,7 +58,7 @@ async function rawParams(c: Context): Promise<URLSearchParams> {
   if (c.req.method !== "POST") return new URLSearchParams(searchOf(c.req.url));
   const type = c.req.header("Content-Type");
   // Bytes, decoded here: workerd warns on .text() of a form body, which it does not count as text.
-  const body = new TextDecoder().decode(await c.req.arrayBuffer());
+  const body = fromUtf8(await c.req.arrayBuffer());
   if (type === undefined && body === "") return new URLSearchParams();
   if (mediaType(type) !== FORM) {
     throw new Problem("unsupported-media-type", `POST token parameters must be sent as ${FORM}.`);

@@ -227,6 +227,14 @@ const cases: Case[] = [
   // 9. Sizes
   ["a 64 KiB token", async () => `Bearer ${"a".repeat(65_536)}`, 431, "identity-token-too-large"],
   ["a 1 MiB token", async () => `Bearer ${"a".repeat(1_048_576)}`, 431, "identity-token-too-large"],
+  // The limit is the token's, not the header's: `Bearer ` is not counted.
+  [
+    "a token of exactly 16384 bytes (read, and refused as no JWT)",
+    async () => `Bearer ${"a".repeat(16_384)}`,
+    401,
+    "identity-token-malformed",
+  ],
+  ["a token of 16385 bytes", async () => `Bearer ${"a".repeat(16_385)}`, 431, "identity-token-too-large"],
   // 10. A second, real issuer whose JWKS reuses our kid
   [
     "a token from another trusted issuer",

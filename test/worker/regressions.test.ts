@@ -22,6 +22,7 @@ import {
   providerFetches,
   rateLimiters,
   seen,
+  testEnv,
   token,
   verifyAsAbly,
 } from "./helpers";
@@ -381,4 +382,58 @@ describe("templates that could reach another user's channels are refused at load
     expect(res.status).toBe(401);
     expect(await problemCode(res)).toBe("client-id-invalid");
   });
+});
+
+describe("found by attacking this change over HTTP", () => {
+  const ADMIN_TOKEN = "regression-attack-admin-token-0123456789";
+  seen.secrets.push(ADMIN_TOKEN);
+
+  it.each([
+    ['{"until":"5"}', "a year, to Date"],
+    ['{"until":"0"}', "a year, to Date"],
+    ['{"until":"2020-01-01"}', "a date without a time"],
+    ['{"until":"December 1, 2020"}', "prose"],
+  ])("a ban written straight into KV with %s (%s) still bans: only an ISO date and time ends it", async (value) => {
+    const sub = `until-${crypto.randomUUID()}`;
+    await testEnv.BANS.put(sub, value);
+    const res = await getToken(await token({ claims: { sub } }));
+    expect(res.status).toBe(403);
+    expect(await problemCode(res)).toBe("user-banned");
+    await testEnv.BANS.delete(sub);
+  });
+
+  it("a ban whose `until` is an ISO date and time in the past no longer bans, in any zone", async () => {
+    for (const until of ["2020-01-01T00:00:00Z", "2020-01-01T00:00:00.000+02:00", "2020-01-01T00:00-05:00"]) {
+      const sub = `ended-${crypto.randomUUID()}`;
+      await testEnv.BANS.put(sub, JSON.stringify({ until }));
+      expect((await getToken(await token({ claims: { sub } }))).status, until).toBe(200);
+      await testEnv.BANS.delete(sub);
+    }
+  });
+
+  it("the reason shown is cut before a character, never inside one", async () => {
+    const sub = `cut-${crypto.randomUUID()}`;
+    await testEnv.BANS.put(sub, JSON.stringify({ reason: `${"a".repeat(MAX_BAN_REASON_CHARS - 1)}😀x` }));
+    const { detail } = await problemOf(await getToken(await token({ claims: { sub } })));
+    expect(detail).toBe(`You are banned: ${"a".repeat(MAX_BAN_REASON_CHARS - 1)}`);
+    await testEnv.BANS.delete(sub);
+  });
+
+  it.each(["reason", "bannedBy"])(
+    "a %s that is not well-formed text is a 400 naming it, and bans nobody",
+    async (field) => {
+      const res = await call(
+        "/admin/bans/surrogate-reason",
+        {
+          method: "PUT",
+          headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+          body: `{"${field}":"x\\ud800"}`,
+        },
+        { ADMIN_TOKEN },
+      );
+      expect(res.status).toBe(400);
+      expect((await problemOf(res)).detail).toMatch(new RegExp(`^${field} must be well-formed`));
+      expect(await testEnv.BANS.get("surrogate-reason")).toBeNull();
+    },
+  );
 });
