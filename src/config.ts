@@ -10,6 +10,7 @@ import { env as isolateEnv } from "cloudflare:workers";
 import {
   type Capability,
   CapabilityError,
+  isTemplate,
   parseCapability,
   templateCapture,
   templateClash,
@@ -82,8 +83,6 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** Cloudflare Access in front of the admin API (ACCESS_TEAM_DOMAIN, ACCESS_AUD, MODERATORS). Default none: off. */
   readonly access: AccessConfig | undefined;
-  /** Whether the admin API and its console are on: ADMIN_TOKEN or Cloudflare Access is configured. */
-  readonly adminOn: boolean;
   /** The bans newest first (Durable Object binding BAN_INDEX); required with the admin API. */
   readonly banIndex: DurableObjectNamespace<BanIndex>;
   /** Whether the key has Ably's revocable tokens on (ABLY_REVOCABLE_TOKENS): bans revoke, TTL ≤ 1 h. Default false. */
@@ -311,7 +310,7 @@ function checkTemplates(
       `a user whose id fits ${JSON.stringify(captured[0])} could own the shared channel ${JSON.stringify(captured[1])}: begin them with different literal segments`,
     );
   }
-  if (Object.keys(keyCapability).some((resource) => resource.includes("{clientId}"))) {
+  if (Object.keys(keyCapability).some(isTemplate)) {
     read.problems.push(
       "ABLY_KEY_CAPABILITY is the key's own capability, not a template: {clientId} there is never filled in",
     );
@@ -394,10 +393,7 @@ function banListOf(
 }
 
 /** The admin API: on with ADMIN_TOKEN or Cloudflare Access, and then it needs its index. */
-function adminOf(
-  read: EnvReader,
-  clockToleranceSeconds: number,
-): Pick<Config, "adminToken" | "access" | "adminOn" | "banIndex"> {
+function adminOf(read: EnvReader, clockToleranceSeconds: number): Pick<Config, "adminToken" | "access" | "banIndex"> {
   const adminToken = read.str("ADMIN_TOKEN");
   if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
     read.problems.push(`ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (openssl rand -hex 32)`);
@@ -410,11 +406,18 @@ function adminOf(
     read.problems,
   );
   const banIndex = read.env.BAN_INDEX as DurableObjectNamespace<BanIndex> | undefined;
-  const adminOn = adminToken !== undefined || access !== undefined;
-  if (adminOn && typeof banIndex?.idFromName !== "function") {
+  if (isAdminOn({ adminToken, access }) && typeof banIndex?.idFromName !== "function") {
     read.problems.push("the admin API needs the Durable Object binding BAN_INDEX (see wrangler.toml)");
   }
-  return { adminToken, access, adminOn, banIndex: banIndex as DurableObjectNamespace<BanIndex> };
+  return { adminToken, access, banIndex: banIndex as DurableObjectNamespace<BanIndex> };
+}
+
+/**
+ * Whether the admin API and its console are on: ADMIN_TOKEN or Cloudflare Access is configured.
+ * A declaration, hoisted: the startup parse above runs before this module's constants exist.
+ */
+export function isAdminOn(config: Pick<Config, "adminToken" | "access">): boolean {
+  return config.adminToken !== undefined || config.access !== undefined;
 }
 
 /** The rate limiting bindings; one that is missing is off, with a warning. */

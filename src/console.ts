@@ -10,10 +10,11 @@ import type { AppEnv } from "./request/context";
 import { asPage } from "./request/response-headers";
 
 /**
- * Every path the console is served at: no other file under public/ is ever handed out. /admin
- * answers with the assets' redirect to /admin/ (index.html).
+ * Every path the console is served at: no other file under public/ is ever handed out. The router
+ * takes `/admin` for `/admin/` too (one trailing slash): `/admin` answers with the assets' redirect
+ * to `/admin/`, which is index.html.
  */
-export const CONSOLE_PATHS = ["/admin", "/admin/", "/admin/console.js", "/admin/console.css"];
+export const CONSOLE_PATHS = ["/admin", "/admin/console.js", "/admin/console.css"];
 
 /** Its own script, style and API only: no inline code, nothing from elsewhere, never framed. */
 const CONSOLE_CSP =

@@ -172,8 +172,9 @@ export const ADMIN_LIST_PAGE_SIZE = 100;
 
 /**
  * Largest ban reason and "banned by" the admin API accepts, in bytes as stored: UTF-8 of the
- * JSON-escaped text. "Banned by" holds a moderator's verified email, which may be 320 characters
- * (RFC 3696: a 64-byte local part, `@`, a 255-byte domain). A reason is for moderators and a short
+ * JSON-escaped text. "Banned by" holds a moderator's verified email: at most 254 bytes in SMTP
+ * (RFC 5321's path limit; RFC 3696's 320, a 64-byte local part, `@`, a 255-byte domain, was
+ * corrected by its erratum 1690), so 320 holds any real one. A reason is for moderators and a short
  * message to the user (who sees its first MAX_BAN_REASON_CHARS), and keeps a page of 100 listed
  * bans small.
  */

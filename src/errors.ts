@@ -34,7 +34,7 @@ const CATALOG = {
   "client-id-invalid": [401, "Identity token's user id cannot be a clientId"],
   "parameter-invalid": [400, "Invalid token parameter"],
   "request-invalid": [400, "Invalid request"],
-  "admin-unauthorized": [401, "Admin token missing or wrong"],
+  "admin-unauthorized": [401, "Moderator credentials missing or wrong"],
   "moderator-not-allowed": [403, "Not a moderator"],
   "ban-not-found": [404, "No ban for this clientId"],
   "revocation-not-enabled": [409, "Token revocation not enabled"],

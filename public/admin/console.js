@@ -87,7 +87,7 @@ async function start() {
       ? ""
       : who.via === "access"
         ? `signed in as ${who.moderator ?? "?"} (Cloudflare Access)`
-        : `signed in with the admin token${who.moderator ? ` as ${who.moderator}` : ""}`;
+        : "signed in with the admin token";
   if (who !== null) await loadBans();
 }
 
@@ -166,7 +166,7 @@ function showDetail(ban) {
     return detail.replaceChildren();
   }
   detail.dataset.clientId = ban.clientId;
-  const revocation = ban.revocation ?? { status: "unknown", airtightAt: null };
+  const { revocation } = ban;
   const airtight = el("dd", { className: "countdown" });
   const tick = () => (airtight.textContent = airtightText(revocation.airtightAt));
   tick();
@@ -180,7 +180,7 @@ function showDetail(ban) {
       ...field("Banned by", ban.bannedBy ?? ""),
       ...field("Banned at", when(ban.bannedAt)),
       ...field("Until", ban.until === undefined ? "permanent" : when(ban.until)),
-      ...field("Active", ban.active === false ? "no (expired)" : "yes"),
+      ...field("Active", ban.active ? "yes" : "no (expired)"),
       ...field("Revocation", revocation.status),
       el("dt", {}, "Airtight"),
       airtight,

@@ -14,6 +14,9 @@ export type Capability = Readonly<Record<string, readonly string[]>>;
 /** The placeholder in a granted resource name that stands for the verified clientId. */
 const CLIENT_ID_PLACEHOLDER = "{clientId}";
 
+/** Whether a resource name is a template: it holds `{clientId}`. */
+export const isTemplate = (resource: string): boolean => resource.includes(CLIENT_ID_PLACEHOLDER);
+
 const ANY_OPERATION = "*";
 
 /** Thrown by `parseCapability`; the message says what is wrong without echoing the input. */
@@ -83,7 +86,7 @@ export function templateFault(resource: string): string | undefined {
  */
 export function templateClash(resources: readonly string[]): [string, string] | undefined {
   const heads = [...new Set(resources)]
-    .filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))
+    .filter(isTemplate)
     .map((r) => ({ resource: r, segments: aroundPlaceholder(r).before }));
   for (const [i, a] of heads.entries()) {
     for (const b of heads.slice(i + 1)) {
@@ -104,10 +107,8 @@ export function templateClash(resources: readonly string[]): [string, string] | 
  */
 export function templateCapture(resources: readonly string[]): [string, string] | undefined {
   const names = [...new Set(resources)];
-  const literals = names.filter(
-    (r) => !r.includes(CLIENT_ID_PLACEHOLDER) && !r.startsWith("[") && !r.split(":").includes("*"),
-  );
-  for (const template of names.filter((r) => r.includes(CLIENT_ID_PLACEHOLDER))) {
+  const literals = names.filter((r) => !isTemplate(r) && !r.startsWith("[") && !r.split(":").includes("*"));
+  for (const template of names.filter(isTemplate)) {
     const { before, after } = aroundPlaceholder(template);
     for (const literal of literals) {
       const segments = literal.split(":");

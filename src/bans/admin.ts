@@ -16,6 +16,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono/tiny";
+import { isAdminOn } from "../config";
 import { indexBan, newestBans, unindexBan } from "./ban-index";
 import { cancelRevocations, revocationStatus, revokeForBan } from "./ban-revocations";
 import { type BanRecord, deleteBan, listBans, listed, readBan, writeBan } from "./bans";
@@ -87,7 +88,8 @@ admin.put("/bans/:clientId", async (c) => {
   const revocation = await revokeForBan(config, clientId, now, written);
   await indexBan(config, clientId, record, written);
   c.set("outcome", "banned");
-  return c.json({ clientId, ...record, revocation });
+  // The shape GET answers with: the record, whether it bans now (it does), its revocation.
+  return c.json({ ...listed(clientId, record, now), revocation });
 });
 
 admin.delete("/bans/:clientId", async (c) => {
@@ -124,7 +126,7 @@ admin.post("/bans/:clientId/revoke", async (c) => {
 /** 404 for the admin API and its console unless ADMIN_TOKEN or Cloudflare Access is configured. */
 export function adminOn(): MiddlewareHandler<AppEnv> {
   return async function adminOn(c, next) {
-    if (!c.get("config").adminOn) {
+    if (!isAdminOn(c.get("config"))) {
       throw new Problem("not-found", "The admin API is off (no ADMIN_TOKEN, no Cloudflare Access).");
     }
     await next();
@@ -150,6 +152,7 @@ function subjectOf(c: Context<AppEnv>): string {
 function clientIdParam(url: string): string {
   // Decoded here, strictly: Hono's param keeps a malformed escape (`%ED%A0%80`, a lone surrogate)
   // as literal text, which would ban an id nobody sent.
+  // The third segment: this app is mounted at /admin (src/index.ts), its routes are /bans/:clientId.
   const raw = new URL(url).pathname.split("/")[3]!;
   let value: string;
   try {

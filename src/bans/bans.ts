@@ -142,12 +142,8 @@ export function listed(clientId: string, record: BanRecord, now: Date): ListedBa
  * Each key's value is read (one KV read per ban, all at once), so a ban written straight into KV is
  * listed with its reason and `until` too; a key deleted meanwhile is left out.
  */
-export async function listBans(
-  bans: KVNamespace,
-  cursor: string | undefined,
-  limit: number,
-  now = new Date(),
-): Promise<BanPage> {
+export async function listBans(bans: KVNamespace, cursor: string | undefined, limit: number): Promise<BanPage> {
+  const now = new Date();
   const page = await banListCall(() => bans.list({ cursor, limit }));
   const records = await Promise.all(page.keys.map((key) => readBan(bans, key.name)));
   return {

@@ -17,6 +17,7 @@ import type { Config } from "../config";
 import { MAX_BANNED_BY_BYTES } from "../constants";
 import { Problem } from "../errors";
 import { cookieToken, fromScript, verifiedToken, type Verifier } from "../identity/identity";
+import { CLOUDFLARE_ACCESS } from "../identity/presets";
 import { bearerToken, isOwnOrigin } from "../request/request-headers";
 import { isOrigin, isSecureOrigin, storedBytes } from "../validate";
 
@@ -38,10 +39,8 @@ export interface AccessConfig {
   readonly moderators: readonly string[];
 }
 
-/** Access's header and cookie, and where a team publishes its keys (Cloudflare's "Validate JWTs"). */
-const ACCESS_HEADER = "Cf-Access-Jwt-Assertion";
+/** The cookie Access sets on the worker's own host, beside the header it adds (CLOUDFLARE_ACCESS). */
 const ACCESS_COOKIE = "CF_Authorization";
-const CERTS_PATH = "/cdn-cgi/access/certs";
 
 /** A MODERATORS entry: one `@`, a domain after it, no white space; an address or, with nothing before the `@`, a domain. */
 const ENTRY = /^[^@\s]*@[^@\s]+$/;
@@ -72,12 +71,16 @@ export function parseAccess(
   }
   const verifier: Verifier = {
     issuer,
-    jwksUrl: `${issuer}${CERTS_PATH}`,
+    jwksUrl: `${issuer}${CLOUDFLARE_ACCESS.certsPath}`,
     audiences: [aud ?? ""],
-    algorithms: ["RS256"],
+    algorithms: [CLOUDFLARE_ACCESS.algorithm],
     clockToleranceSeconds,
-    // `type: org` is Access's global session token, meant for no application.
-    rules: [{ in: "payload", name: "type", oneOf: ["app"], required: true }],
+    rules: Object.entries(CLOUDFLARE_ACCESS.claims).map(([name, value]) => ({
+      in: "payload",
+      name,
+      oneOf: [value],
+      required: true,
+    })),
   };
   return Object.freeze({ verifier, moderators: moderators.map(asciiLower) });
 }
@@ -107,7 +110,7 @@ export async function moderatorOf(c: Context, config: Config): Promise<Moderator
  * so. The cookie also needs a script's request (identity.ts's rule): a navigation or `<img>` never.
  */
 function accessToken(c: Context): string | undefined {
-  const header = c.req.header(ACCESS_HEADER);
+  const header = c.req.header(CLOUDFLARE_ACCESS.header);
   const token = header ?? cookieToken(c, ACCESS_COOKIE);
   if (token === undefined) return undefined;
   const site = c.req.header("Sec-Fetch-Site");

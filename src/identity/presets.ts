@@ -9,6 +9,19 @@
 /** One IDENTITY_PROVIDERS entry as written in wrangler.toml, before validation. */
 export type RawProvider = Readonly<Record<string, unknown>>;
 
+/**
+ * Cloudflare Access's application tokens (Cloudflare's "Validate JWTs"), for the preset and for the
+ * admin API's moderators (bans/moderator.ts): the header Access adds them in, where a team
+ * publishes its keys, their algorithm, and the claim that sets them apart from Access's global
+ * session token (`type: org`, meant for no application).
+ */
+export const CLOUDFLARE_ACCESS = Object.freeze({
+  header: "Cf-Access-Jwt-Assertion",
+  certsPath: "/cdn-cgi/access/certs",
+  algorithm: "RS256",
+  claims: Object.freeze({ type: "app" }),
+});
+
 /** Clerk's `cat` header value of a session token; a JWT-template or M2M token, signed by the same key, has another. */
 const CLERK_SESSION_CATEGORY = "cl_B7d4PD111AAA";
 
@@ -193,10 +206,10 @@ const PRESETS: Readonly<Record<string, Preset>> = {
         {
           name: "cloudflare-access",
           issuer,
-          jwksUrl: `${issuer}/cdn-cgi/access/certs`,
-          algorithms: ["RS256"],
-          requireClaims: { type: "app" },
-          tokenHeader: "Cf-Access-Jwt-Assertion",
+          jwksUrl: `${issuer}${CLOUDFLARE_ACCESS.certsPath}`,
+          algorithms: [CLOUDFLARE_ACCESS.algorithm],
+          requireClaims: CLOUDFLARE_ACCESS.claims,
+          tokenHeader: CLOUDFLARE_ACCESS.header,
         },
       ];
     },

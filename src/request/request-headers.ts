@@ -19,4 +19,4 @@ export function bearerToken(authorization: string | undefined): string | undefin
  * default port), so the origin is exactly the URL up to its path's `/`.
  */
 export const isOwnOrigin = (url: string, origin: string): boolean =>
-  url.startsWith(origin) && url.charCodeAt(origin.length) === 47;
+  url.startsWith(origin) && url[origin.length] === "/";

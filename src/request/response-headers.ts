@@ -46,12 +46,15 @@ export function apiHeaders(): MiddlewareHandler<{ Variables: { requestId: string
     const id = given && given.length <= MAX_REQUEST_ID_CHARS && !/[^\w\-=]/.test(given) ? given : crypto.randomUUID();
     c.set("requestId", id);
     await next();
-    if (complete.has(c.res)) return;
-    const { headers } = c.res;
-    headers.set(REQUEST_ID, id);
-    for (const [name, value] of SECURITY_ENTRIES) headers.set(name, value);
-    headers.delete("X-Powered-By");
+    if (!complete.has(c.res)) stamp(c.res.headers, id);
   };
+}
+
+/** The request id and the security headers, over whatever `headers` held. */
+function stamp(headers: Headers, requestId: string): void {
+  headers.set(REQUEST_ID, requestId);
+  for (const [name, value] of SECURITY_ENTRIES) headers.set(name, value);
+  headers.delete("X-Powered-By");
 }
 
 /**
@@ -78,9 +81,8 @@ export function respond(
  */
 export function asPage(response: Response, requestId: string, csp: string): Response {
   const page = new Response(response.body, response);
-  for (const [name, value] of SECURITY_ENTRIES) page.headers.set(name, value);
+  stamp(page.headers, requestId);
   page.headers.set("Content-Security-Policy", csp);
-  page.headers.set(REQUEST_ID, requestId);
   complete.add(page);
   return page;
 }

@@ -7,6 +7,7 @@
  * headers, with the admin API on and off.
  */
 import { readFileSync } from "node:fs";
+import { readVars } from "../../dev/dev-vars.mjs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -37,12 +38,7 @@ const DEV_ACCESS_LOGIN = "http://127.0.0.1:8788/access/login";
 const MODERATOR = "moderator@example.com";
 
 /** The development settings of `npm run dev`, so the Access step meets the same configuration. */
-const devVars = Object.fromEntries(
-  [...readFileSync(join(ROOT, ".dev.vars.example"), "utf8").matchAll(/^([A-Z_][A-Z0-9_]*)="([^"]*)"/gm)].map((m) => [
-    m[1]!,
-    m[2]!,
-  ]),
-);
+const devVars = readVars(readFileSync(join(ROOT, ".dev.vars.example"), "utf8"));
 
 let provider: Awaited<ReturnType<typeof identityProvider>>;
 let idp: Served;
