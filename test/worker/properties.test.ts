@@ -24,6 +24,7 @@ import {
   utf8Length,
 } from "../support/ably-reference";
 import { ambientOutcome } from "../support/ambient-reference";
+import { bans } from "../support/ban-reference";
 import { isModerator, moderatorEntries } from "../support/moderators-reference";
 import { ACCESS_AUD, ACCESS_TEAM, accessToken } from "./access";
 import {
@@ -574,6 +575,74 @@ describe("a ban holds for every id the endpoint can issue to", () => {
           expect((await getToken(jwt, "", {}, env)).status, "issued after the unban").toBe(200);
         },
       ),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe("a ban written straight into KV holds until its own end", () => {
+  const year = fc.integer({ min: 0, max: 9999 }).map((y) => String(y).padStart(4, "0"));
+  const two = (max: number) => fc.integer({ min: 0, max }).map((n) => String(n).padStart(2, "0"));
+  const iso = fc
+    .tuple(
+      fc.constantFrom("2000", "2020", "2999", "1969"),
+      two(13),
+      two(32),
+      two(24),
+      two(60),
+      fc.constantFrom("", ":00", ":59.5", ":07.123"),
+      fc.constantFrom("Z", "+02:00", "-05:30", "", "z", "+0200", " Z"),
+    )
+    .map(([y, mo, d, h, mi, s, z]) => `${y}-${mo}-${d}T${h}:${mi}${s}${z}`);
+  const until = fc.oneof(
+    iso,
+    year,
+    fc.constantFrom(
+      "5",
+      "0",
+      "2020-01-01",
+      "December 1, 2020",
+      "",
+      "now",
+      "2020-01-01 00:00:00Z",
+      "+275760-09-13T00:00:00Z",
+    ),
+    fc.string({ maxLength: 12 }),
+    fc.integer().map(String),
+  );
+  const value = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc
+        .tuple(until, fc.boolean())
+        .map(([u, asNumber]) => JSON.stringify({ reason: "r", until: asNumber && /^\d+$/.test(u) ? Number(u) : u })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        "",
+        "[]",
+        "null",
+        "5",
+        '"2020-01-01T00:00:00Z"',
+        "{",
+        '{"until":null}',
+        '{"until":["2020-01-01T00:00:00Z"]}',
+      ),
+    },
+  );
+
+  it("refuses the user unless the value's until is an ISO 8601 date and time with its zone that has passed", async () => {
+    await fc.assert(
+      fc.asyncProperty(value, async (stored) => {
+        const sub = `kv-${crypto.randomUUID()}`;
+        await testEnv.BANS.put(sub, stored);
+        const res = await getToken(await token({ claims: { sub } }));
+        expect(res.status === 403, stored).toBe(bans(stored, Date.now()));
+        if (res.status === 403) expect(await problemCode(res)).toBe("user-banned");
+        else expect(res.status).toBe(200);
+        await testEnv.BANS.delete(sub);
+      }),
       { numRuns: RUNS },
     );
   });
