@@ -31,13 +31,14 @@ export function isSecureOrigin(origin: string): boolean {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+/** Made on first use: nothing but the encoder at global scope (a form body is rare). */
+let decoder: TextDecoder | undefined;
 
 /** `text` as UTF-8 bytes. */
 export const utf8 = (text: string): Uint8Array => encoder.encode(text);
 
 /** UTF-8 `bytes` as text, a malformed sequence as U+FFFD. */
-export const fromUtf8 = (bytes: ArrayBuffer): string => decoder.decode(bytes);
+export const fromUtf8 = (bytes: ArrayBuffer): string => (decoder ??= new TextDecoder()).decode(bytes);
 
 /** A lone surrogate: with the u flag a well-formed pair is one code point and does not match. */
 const LONE_SURROGATE = /[\ud800-\udfff]/u;
